@@ -1,0 +1,213 @@
+"""Command line: `rag index | ask | chat | eval | models prepare | serve`.
+
+User errors print one clear line and exit non-zero; internal errors stay loud.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rag.settings import offline_environment
+from rag.types import Answer, UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _settings(args):
+    from rag.settings import Settings
+
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic validation of RAG_* / rag.toml
+        raise UserError(f"invalid settings: {str(exc).splitlines()[0]} ({exc})".replace("\n", " ")) from None
+
+
+def _assistant(settings):
+    from rag.assistant import Assistant
+
+    return Assistant.from_settings(settings)
+
+
+def print_answer(ans: Answer, console, streamed_text: str | None = None) -> None:
+    if streamed_text is not None and streamed_text.strip() != ans.text.strip():
+        console.print("\n[dim](answer corrected after checking:)[/dim]")
+        console.print(ans.text, markup=False)
+    elif streamed_text is None:
+        console.print(ans.text, markup=False)
+    if ans.standalone_question and ans.standalone_question != ans.question:
+        console.print(f"[dim](searched for: {ans.standalone_question})[/dim]")
+    for c in ans.citations:
+        snippet = c.text if len(c.text) <= 160 else c.text[:157] + "…"
+        console.print(f"[bold][{c.n}][/bold] {c.source} [{c.start}:{c.end}] ", end="")
+        console.print(snippet, markup=False)
+
+
+def cmd_index(args) -> int:
+    settings = _settings(args)
+    console = _console(stderr=True)
+    assistant = _assistant(settings)
+    report = assistant.index(rebuild=args.rebuild, console=console)
+    for src, found in report.mojibake.items():
+        for m in found:
+            console.print(f"[yellow]warning:[/yellow] {src}: suspected mojibake at {m}", markup=True)
+    for err in report.errors:
+        console.print(f"[red]error:[/red] {err}")
+    print(report.summary())
+    return 1 if report.errors else 0
+
+
+def cmd_ask(args) -> int:
+    settings = _settings(args)
+    assistant = _assistant(settings)
+    console = _console()
+    if args.json:
+        ans = assistant.ask(args.question, k=args.k, mode=args.mode)
+        print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    streamed = []
+    final = None
+    for item in assistant.stream(args.question, k=args.k, mode=args.mode):
+        if isinstance(item, Answer):
+            final = item
+        else:
+            streamed.append(item)
+            console.print(item, end="", markup=False, soft_wrap=True)
+    console.print()
+    if final.notice:
+        _console(stderr=True).print(f"[dim]note: {final.notice}[/dim]")
+    print_answer(final, console, "".join(streamed))
+    return 0
+
+
+def cmd_chat(args) -> int:
+    settings = _settings(args)
+    assistant = _assistant(settings)
+    console = _console()
+    history: list[tuple[str, str]] = []
+    st = assistant.status()
+    console.print(f"[dim]{st['documents']} documents, {st['chunks']} chunks · {st['embed_model']} · {st['llm']}[/dim]")
+    console.print("[dim]Ask a question (Chinese or English); empty line or Ctrl-D to quit, /clear to start over.[/dim]")
+    while True:
+        try:
+            q = input("? ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return 0
+        if not q:
+            return 0
+        if q == "/clear":
+            history.clear()
+            continue
+        try:
+            streamed, final = [], None
+            for item in assistant.stream(q, k=args.k, history=history, mode=args.mode):
+                if isinstance(item, Answer):
+                    final = item
+                else:
+                    streamed.append(item)
+                    console.print(item, end="", markup=False, soft_wrap=True)
+            console.print()
+            print_answer(final, console, "".join(streamed))
+            history.append((q, final.text))
+        except UserError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+
+
+def cmd_eval(args) -> int:
+    from rag.evaluate import run_eval
+
+    settings = _settings(args)
+    assistant = _assistant(settings)
+    run_eval(assistant, args.file, args.out, mode=args.mode, console=_console())
+    return 0
+
+
+def cmd_models(args) -> int:
+    from rag.embedmodel import prepare_embedding_model
+
+    settings = _settings(args)
+    console = _console(stderr=True)
+    prepare_embedding_model(settings, console=console)
+    if not args.skip_llm:
+        try:
+            from rag.llm import prepare_llm
+        except ImportError:
+            console.print("LLM support not installed: answers will be extractive")
+            return 0
+        prepare_llm(settings, console=console)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from rag.server import run
+
+    settings = _settings(args)
+    run(settings, host=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rag", description="Offline multilingual RAG assistant with cited answers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("index", help="index the documents folder (incremental)")
+    s.add_argument("--rebuild", action="store_true", help="start over in a new index (the old one answers until done)")
+    s.set_defaults(func=cmd_index)
+
+    modes = ["extractive", "llm"]
+    s = sub.add_parser("ask", help="answer one question with citations")
+    s.add_argument("question")
+    s.add_argument("--json", action="store_true", help="print the answer, citations and retrieved chunks as JSON")
+    s.add_argument("-k", type=int, default=None, help="number of passages to retrieve")
+    s.add_argument("--mode", choices=modes, default=None, help="answer mode (default: the configured backend)")
+    s.set_defaults(func=cmd_ask)
+
+    s = sub.add_parser("chat", help="interactive chat in the terminal")
+    s.add_argument("-k", type=int, default=None)
+    s.add_argument("--mode", choices=modes, default=None)
+    s.set_defaults(func=cmd_chat)
+
+    s = sub.add_parser("eval", help="run an eval set (default evals/questions.jsonl)")
+    s.add_argument("file", nargs="?", default="evals/questions.jsonl")
+    s.add_argument("--out", default="runs/eval", help="folder for results.json")
+    s.add_argument("--mode", choices=modes, default=None)
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("models", help="prepare the local models")
+    msub = s.add_subparsers(dest="models_command", required=True)
+    m = msub.add_parser("prepare", help="convert/verify the embedding model and join/verify the LLM")
+    m.add_argument("--skip-llm", action="store_true", help="only prepare the embedding model")
+    m.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("serve", help="serve the chat page, /v1 and /api/search")
+    s.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="port (default 7860)")
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    offline_environment()
+    args = build_parser().parse_args(argv)
+    if getattr(args, "k", None) is not None and not 1 <= args.k <= 50:
+        print(f"error: -k must be from 1 to 50, not {args.k}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

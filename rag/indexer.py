@@ -1,0 +1,164 @@
+"""Incremental indexing: seeds folder -> chunks -> vectors -> Chroma.
+
+Chunk ids are content hashes, so only chunks that are new are embedded;
+chunks of changed or removed files are removed; `rebuild` fills a new build
+and switches to it atomically.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.chunking import chunk_document
+from rag.ingest import discover, load_document
+from rag.normalize import Mojibake, clean_document
+from rag.settings import Settings
+from rag.store import ChunkStore
+from rag.types import Chunk, UserError
+
+
+@dataclass
+class IndexReport:
+    files: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+    total_chunks: int = 0
+    rebuilt: bool = False
+    errors: list[str] = field(default_factory=list)
+    mojibake: dict[str, list[Mojibake]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        s = (
+            f"{self.files} files, {self.total_chunks} chunks: {self.added} added, {self.updated} updated, "
+            f"{self.removed} removed, {self.unchanged} unchanged; {self.embedded} embedded in {self.seconds:.1f} s"
+        )
+        if self.errors:
+            s += f"; {len(self.errors)} file(s) skipped"
+        return s
+
+    def to_dict(self) -> dict:
+        return {
+            "files": self.files,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "embedded": self.embedded,
+            "total_chunks": self.total_chunks,
+            "seconds": round(self.seconds, 3),
+            "rebuilt": self.rebuilt,
+            "errors": self.errors,
+            "mojibake": {k: [str(m) for m in v] for k, v in self.mojibake.items()},
+        }
+
+
+class _Progress:
+    """rich progress when a console is given, silent otherwise."""
+
+    def __init__(self, console):
+        self.console = console
+        self.progress = None
+
+    def __enter__(self):
+        if self.console is not None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=self.console, transient=False,
+            )
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def task(self, description: str, total: int):
+        return self.progress.add_task(description, total=total) if self.progress else None
+
+    def advance(self, task, n: int = 1) -> None:
+        if self.progress is not None and task is not None:
+            self.progress.advance(task, n)
+
+
+def load_chunks(paths: list[Path], root: Path, max_chars: int, report: IndexReport, progress: _Progress):
+    """Read and chunk every file; unreadable files are reported, not fatal."""
+    chunks: dict[str, Chunk] = {}
+    shas: dict[str, str] = {}
+    failed: set[str] = set()
+    task = progress.task("reading files", len(paths))
+    for p in paths:
+        rel = p.relative_to(root).as_posix()
+        try:
+            doc = load_document(p, root)
+            cleaned = clean_document(doc.text, markdown=doc.is_markdown)
+            if cleaned.mojibake:
+                report.mojibake[doc.source] = cleaned.mojibake
+            for c in chunk_document(doc, max_chars, cleaned):
+                chunks[c.id] = c
+            shas[doc.source] = doc.sha256
+        except UserError as exc:
+            report.errors.append(str(exc))
+            failed.add(rel)
+        progress.advance(task)
+    return chunks, shas, failed
+
+
+def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console=None) -> IndexReport:
+    """Bring the index in settings.index_dir up to date with settings.seeds_dir."""
+    t0 = time.perf_counter()
+    report = IndexReport(rebuilt=rebuild)
+    root = settings.seeds_dir
+    paths = discover(root)
+    report.files = len(paths)
+    index_dir = settings.index_dir
+    with _Progress(console) as progress:
+        desired, shas, failed = load_chunks(paths, root, settings.chunk_max_chars, report, progress)
+        if rebuild or ChunkStore.current_build(index_dir) is None:
+            store = ChunkStore.create(index_dir, embedder.name, embedder.dim, settings.chunk_max_chars)
+            fresh = True
+        else:
+            store = ChunkStore.open(index_dir, embedder.name)
+            fresh = False
+        existing = store.ids_by_source()
+        existing_ids = {i for ids in existing.values() for i in ids}
+        # A file that failed to load keeps whatever it had in the index.
+        keep_ids = {i for src in failed for i in existing.get(src, ())}
+        new = [c for cid, c in desired.items() if cid not in existing_ids]
+        stale = sorted(existing_ids - desired.keys() - keep_ids)
+        known_sources = set(existing)
+        report.added = sum(1 for c in new if c.source not in known_sources)
+        report.updated = len(new) - report.added
+        report.removed = len(stale)
+        report.unchanged = len(desired.keys() & existing_ids)
+        # Embed and store new chunks batch by batch; each batch is durable.
+        task = progress.task("embedding chunks", len(new))
+        bs = max(1, settings.embed_batch_size)
+        for i in range(0, len(new), bs):
+            batch = new[i : i + bs]
+            vectors = embedder.embed_passages([_passage_text(c) for c in batch])
+            store.upsert(batch, vectors, shas)
+            report.embedded += len(batch)
+            progress.advance(task, len(batch))
+        store.delete(stale)
+        files = {s: h for s, h in shas.items()}
+        for src in failed:
+            if src in store.manifest.files:
+                files[src] = store.manifest.files[src]
+        store.save_manifest(files)
+        if fresh:
+            store.make_current()
+        report.total_chunks = store.count()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _passage_text(chunk: Chunk) -> str:
+    """What is embedded: the chunk with its section heading as context."""
+    return f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text

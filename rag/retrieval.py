@@ -1,0 +1,177 @@
+"""Hybrid retrieval: dense (Chroma) + keyword (BM25 over jieba tokens), fused.
+
+Both sides are folded to simplified Chinese and lower case; English questions
+get Chinese keyword terms through the CC-CEDICT bridge (rag/crossling).
+Exposed as a plain `search()` and as a LlamaIndex `BaseRetriever`.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+from rag.lang import detect_lang, to_simplified
+from rag.settings import Settings
+from rag.store import ChunkStore
+from rag.types import Chunk, Hit
+
+log = logging.getLogger(__name__)
+
+_TOKEN_OK_RE = re.compile(r"[\w\u3400-\u9fff]")
+# Function words and question words that carry no topic.
+STOPWORDS = set(
+    """的 了 是 在 和 与 及 或 也 都 就 而 又 并 把 被 让 给 对 从 向 以 于 为 其 之 这 那 这个 那个 这些 那些
+    一个 一些 有 有的 没有 我 你 他 她 它 我们 你们 他们 什么 怎么 怎样 如何 为什么 哪 哪里 哪儿 哪个 哪些 谁 多少 几
+    吗 呢 吧 啊 呀 么 请问 请 告诉 关于 哪年 何时 什么时候 是否 能否 可以 会 要 还 中 上 下 里 等 个 做 说 提到 文章 文中
+    提出 根据 the a an of in on at to for and or is are was were be been what which who whom whose when where why how
+    did do does doing done has have had it its this that these those by with from as about into than then there their
+    they them he she his her we our you your i me my tell please according article text mentioned mention""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+def tokenize(text: str) -> list[str]:
+    """Search tokens: simplified, lower-cased jieba tokens minus stopwords and
+    punctuation. cut_for_search also emits the words inside long compounds,
+    so 制造业 matches both 制造业 and 制造."""
+    jb = _jieba()
+    simp = to_simplified(text).lower()
+    return [
+        t
+        for t in (w.strip() for w in jb.cut_for_search(simp))
+        if t and t not in STOPWORDS and _TOKEN_OK_RE.search(t)
+    ]
+
+
+class KeywordIndex:
+    """BM25 over chunk tokens (bm25s)."""
+
+    def __init__(self, chunks: list[Chunk]):
+        import bm25s
+
+        self.chunks = chunks
+        self.tokens = [tokenize(f"{c.heading} {c.text}") for c in chunks]
+        self.vocab = {t for toks in self.tokens for t in toks}
+        self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
+        if chunks:
+            self.bm25.index(self.tokens, show_progress=False)
+
+    def scores(self, query_tokens: list[str]) -> np.ndarray:
+        toks = [t for t in query_tokens if t in self.vocab]
+        if not self.chunks or not toks:
+            return np.zeros(len(self.chunks), dtype=np.float32)
+        return np.asarray(self.bm25.get_scores(toks), dtype=np.float32)
+
+
+def query_tokens(question: str) -> list[str]:
+    """Keyword query: the question's own tokens, plus Chinese bridge terms
+    when the question is English."""
+    toks = tokenize(question)
+    if detect_lang(question) == "en":
+        try:
+            from rag.crossling import bridge_terms
+
+            for term in bridge_terms(question):
+                toks.extend(tokenize(term))
+        except ImportError:  # bridge not installed: English tokens only
+            pass
+    return toks
+
+
+class Searcher:
+    """Owns the keyword index over the live store; thread-safe to query."""
+
+    def __init__(self, settings: Settings, store: ChunkStore, embedder):
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self._lock = threading.RLock()
+        self.refresh()
+
+    def refresh(self, store: ChunkStore | None = None) -> None:
+        with self._lock:
+            if store is not None:
+                self.store = store
+            self.chunks = self.store.all_chunks()
+            self.keyword = KeywordIndex(self.chunks)
+            self._by_id = {c.id: i for i, c in enumerate(self.chunks)}
+
+    def search(self, question: str, k: int | None = None) -> list[Hit]:
+        k = k or self.settings.top_k
+        with self._lock:
+            store, keyword, by_id, chunks = self.store, self.keyword, self._by_id, self.chunks
+        if not chunks:
+            return []
+        qvec = self.embedder.embed_queries([question])[0]
+        dense = store.query(qvec, self.settings.dense_candidates)
+        kw = keyword.scores(query_tokens(question))
+        kw_order = [int(i) for i in np.argsort(-kw)[: self.settings.keyword_candidates] if kw[i] > 0]
+        rrf_k = self.settings.rrf_k
+        fused: dict[str, float] = {}
+        dense_score: dict[str, float] = {}
+        kw_score: dict[str, float] = {}
+        for rank, (chunk, sim) in enumerate(dense):
+            fused[chunk.id] = fused.get(chunk.id, 0.0) + 1.0 / (rrf_k + rank + 1)
+            dense_score[chunk.id] = sim
+        for rank, i in enumerate(kw_order):
+            cid = chunks[i].id
+            fused[cid] = fused.get(cid, 0.0) + 1.0 / (rrf_k + rank + 1)
+            kw_score[cid] = float(kw[i])
+        dense_chunks = {c.id: c for c, _ in dense}
+        ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+        hits = []
+        for rank, (cid, score) in enumerate(ranked, start=1):
+            chunk = dense_chunks.get(cid) or chunks[by_id[cid]]
+            kws = kw_score.get(cid)
+            if kws is None and cid in by_id:
+                kws = float(kw[by_id[cid]])
+            hits.append(Hit(chunk, score, rank, dense_score.get(cid), kws))
+        return hits
+
+
+def make_llama_retriever(searcher: Searcher, k: int):
+    """A LlamaIndex BaseRetriever over the hybrid search (built lazily so that
+    importing rag does not import llama_index)."""
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    class HybridRetriever(BaseRetriever):
+        """Dense + BM25 hybrid retriever over the assistant's Chroma index."""
+
+        def __init__(self, searcher: Searcher, similarity_top_k: int = 5):
+            super().__init__()
+            self._searcher = searcher
+            self.similarity_top_k = similarity_top_k
+
+        def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+            hits = self._searcher.search(query_bundle.query_str, self.similarity_top_k)
+            return [
+                NodeWithScore(
+                    node=TextNode(
+                        id_=h.chunk.id,
+                        text=h.chunk.text,
+                        metadata={
+                            "source": h.chunk.source,
+                            "start": h.chunk.start,
+                            "end": h.chunk.end,
+                            "heading": h.chunk.heading,
+                            "rank": h.rank,
+                        },
+                    ),
+                    score=h.score,
+                )
+                for h in hits
+            ]
+
+    return HybridRetriever(searcher, k)
