@@ -1,0 +1,98 @@
+"""Incremental indexing against real Chroma (fake embedder for speed)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.indexer import index_folder
+from rag.store import ChunkStore
+from rag.types import UserError
+
+
+def test_incremental_reindex_embeds_nothing_when_unchanged(settings_for, fake_embedder):
+    s = settings_for()
+    r1 = index_folder(s, fake_embedder)
+    assert r1.added == r1.total_chunks > 40 and r1.embedded == r1.added
+    counts = [r1.total_chunks]
+    for _ in range(2):
+        before = fake_embedder.passages_embedded
+        r = index_folder(s, fake_embedder)
+        assert r.embedded == 0 and fake_embedder.passages_embedded == before
+        assert (r.added, r.updated, r.removed) == (0, 0, 0)
+        assert r.unchanged == r1.total_chunks
+        counts.append(r.total_chunks)
+    assert len(set(counts)) == 1
+
+
+def test_changed_and_removed_files_update_exactly_their_chunks(settings_for, fake_embedder, workdir):
+    s = settings_for()
+    seeds = workdir / "seeds"
+    (seeds / "extra.md").write_text("# 標題\n\n第一段講蘇州。\n\n第二段講杭州。\n", encoding="utf-8")
+    r1 = index_folder(s, fake_embedder)
+    store = ChunkStore.open(s.index_dir)
+    extra_ids = store.ids_by_source()["extra.md"]
+    assert len(extra_ids) == 2
+    # change one paragraph: one chunk updated, one removed, the rest unchanged
+    (seeds / "extra.md").write_text("# 標題\n\n第一段講蘇州。\n\n第二段改講合肥。\n", encoding="utf-8")
+    r2 = index_folder(s, fake_embedder)
+    assert (r2.added, r2.updated, r2.removed, r2.embedded) == (0, 1, 1, 1)
+    assert r2.total_chunks == r1.total_chunks
+    texts = {c.text for c in ChunkStore.open(s.index_dir).all_chunks() if c.source == "extra.md"}
+    assert texts == {"第一段講蘇州。", "第二段改講合肥。"}
+    # remove the file: exactly its chunks go
+    (seeds / "extra.md").unlink()
+    r3 = index_folder(s, fake_embedder)
+    assert (r3.removed, r3.embedded) == (2, 0)
+    assert "extra.md" not in ChunkStore.open(s.index_dir).ids_by_source()
+
+
+def test_unreadable_file_is_reported_and_keeps_its_chunks(settings_for, fake_embedder, workdir):
+    s = settings_for()
+    seeds = workdir / "seeds"
+    (seeds / "note.txt").write_text("溫州市人工智能局是全國首個市級人工智能管理機構。", encoding="utf-8")
+    index_folder(s, fake_embedder)
+    (seeds / "note.txt").write_bytes(b"\x00\x01binary\x00" * 10)
+    r = index_folder(s, fake_embedder)
+    assert r.errors and "note.txt" in r.errors[0]
+    assert r.removed == 0
+    assert "note.txt" in ChunkStore.open(s.index_dir).ids_by_source()
+
+
+def test_rebuild_switches_atomically_and_keeps_model_record(settings_for, fake_embedder):
+    s = settings_for()
+    index_folder(s, fake_embedder)
+    first = ChunkStore.current_build(s.index_dir)
+    r = index_folder(s, fake_embedder, rebuild=True)
+    second = ChunkStore.current_build(s.index_dir)
+    assert second != first and r.rebuilt and r.embedded == r.total_chunks
+    manifest = json.loads((second / "manifest.json").read_text())
+    assert manifest["embed_model"] == fake_embedder.name and manifest["files"]
+
+
+def test_other_embedding_model_is_a_clear_error(settings_for, fake_embedder):
+    from tests.conftest import FakeEmbedder
+
+    s = settings_for()
+    index_folder(s, fake_embedder)
+    with pytest.raises(UserError, match="rebuild"):
+        index_folder(s, FakeEmbedder("another-model"))
+    with pytest.raises(UserError, match="built with embedding model"):
+        ChunkStore.open(s.index_dir, "another-model")
+
+
+def test_no_index_is_a_clear_error(settings_for):
+    with pytest.raises(UserError, match="rag index"):
+        ChunkStore.open(settings_for().index_dir)
+
+
+def test_hybrid_search_finds_shanghai_with_fake_dense(settings_for, fake_embedder):
+    from rag.retrieval import Searcher
+
+    s = settings_for()
+    index_folder(s, fake_embedder)
+    searcher = Searcher(s, ChunkStore.open(s.index_dir), fake_embedder)
+    hits = searcher.search("上海8月发布了什么？", 5)
+    assert "上海市加快推動" in hits[0].chunk.text
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert hits[0].keyword_score and hits[0].keyword_score > 0
