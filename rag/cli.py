@@ -50,7 +50,10 @@ def print_answer(ans: Answer, console, streamed_text: str | None = None) -> None
 
 
 def cmd_index(args) -> int:
+    from rag.ingest import discover
+
     settings = _settings(args)
+    discover(settings.seeds_dir)  # a missing folder fails before any model loads
     console = _console(stderr=True)
     assistant = _assistant(settings)
     report = assistant.index(rebuild=args.rebuild, console=console)
@@ -63,8 +66,20 @@ def cmd_index(args) -> int:
     return 1 if report.errors else 0
 
 
+def _require_index(settings) -> None:
+    """Fail fast, before loading any model, when there is nothing to search."""
+    from rag.store import ChunkStore
+
+    if ChunkStore.current_build(settings.index_dir) is None:
+        raise UserError(f"no index in {settings.index_dir}/ yet: run `rag index` first")
+
+
 def cmd_ask(args) -> int:
+    from rag.assistant import _check_question
+
+    _check_question(args.question)
     settings = _settings(args)
+    _require_index(settings)
     assistant = _assistant(settings)
     console = _console()
     if args.json:
@@ -88,6 +103,7 @@ def cmd_ask(args) -> int:
 
 def cmd_chat(args) -> int:
     settings = _settings(args)
+    _require_index(settings)
     assistant = _assistant(settings)
     console = _console()
     history: list[tuple[str, str]] = []
@@ -121,9 +137,11 @@ def cmd_chat(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rag.evaluate import run_eval
+    from rag.evaluate import load_questions, run_eval
 
     settings = _settings(args)
+    load_questions(args.file)  # a bad eval file fails before any model loads
+    _require_index(settings)
     assistant = _assistant(settings)
     run_eval(assistant, args.file, args.out, mode=args.mode, console=_console())
     return 0
