@@ -1,0 +1,402 @@
+"""One app on one port: the Gradio chat page at "/", an OpenAI-compatible API at
+"/v1" and a search API at "/api".
+
+* `create_app(assistant, settings) -> FastAPI` builds it around any object with
+  the `Assistant` interface (tests pass a fake); `run(settings, host, port)` is
+  what `rag serve` calls.
+* `POST /v1/chat/completions` (stream or not): the last user message is the
+  question, earlier user/assistant turns are the history. The answer text
+  carries the [n] markers; the response has an extra `citations` list (and a
+  `rag` object: refused, mode, lang, standalone question, notice). Extra request
+  fields `k` and `mode` ("extractive" | "llm") pick the passages / answer mode.
+  Streaming sends OpenAI `chat.completion.chunk` SSE events; the last chunk
+  carries `citations` and `rag.answer`, the authoritative final text (when the
+  final text merely extends what was streamed, the rest is sent as a delta).
+* `GET /v1/models`, `POST /api/search` {"query", "k"}, `GET /api/status`.
+* `settings.api_key` (RAG_API_KEY): /v1 and /api then need
+  `Authorization: Bearer <key>` (401 otherwise); the page asks for the same key
+  on Gradio's login form (any user name), so the key guards everything.
+* Bad requests get 4xx JSON `{"error": {"message", "type", "code"}}`; an
+  unexpected failure is a JSON 500 with no traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+import uuid
+from typing import Any, Iterator
+
+from rag.settings import Settings, offline_environment
+
+offline_environment()
+
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
+from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
+
+from rag.types import Answer, UserError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "rag-assistant"
+MAX_K = 50
+PROTECTED_PREFIXES = ("/v1", "/api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+
+
+def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None, headers=None):
+    return JSONResponse(
+        {"error": {"message": message, "type": type_, "code": code}}, status_code=status, headers=headers
+    )
+
+
+# ------------------------------------------------------------ request parsing
+
+
+async def _json_body(request: Request) -> dict:
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "Request body is empty; send a JSON object.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "Request body is not valid JSON.", code="invalid_json")
+    if not isinstance(body, dict):
+        raise ApiError(400, "Request body must be a JSON object.")
+    return body
+
+
+def _parse_k(value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ApiError(400, f"'k' must be an integer between 1 and {MAX_K}.", code="invalid_k")
+    k = int(value)
+    if not 1 <= k <= MAX_K:
+        raise ApiError(400, f"'k' must be an integer between 1 and {MAX_K}.", code="invalid_k")
+    return k
+
+
+def _content_text(content: Any) -> str:
+    """OpenAI message content: a string or a list of parts ({"type": "text", "text": ...})."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+            else:
+                raise ApiError(400, "Only text message content is supported.", code="unsupported_content")
+        return "".join(parts)
+    raise ApiError(400, "Message 'content' must be a string or a list of text parts.")
+
+
+def parse_chat_request(body: dict, default_k: int) -> dict:
+    """-> {question, history, k, mode, stream, model}; raises ApiError(400) on bad input."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty list of {role, content}.", code="invalid_messages")
+    turns: list[tuple[str, str]] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise ApiError(400, f"messages[{i}] must be an object with 'role' and 'content'.", code="invalid_messages")
+        role = msg["role"]
+        if role not in ("system", "developer", "user", "assistant", "tool"):
+            raise ApiError(400, f"messages[{i}].role '{role}' is not supported.", code="invalid_messages")
+        turns.append((role, _content_text(msg.get("content"))))
+    if turns[-1][0] != "user":
+        raise ApiError(400, "The last message must be from the user.", code="invalid_messages")
+    question = turns[-1][1].strip()
+    if not question:
+        raise ApiError(400, "The last user message is empty; ask a question.", code="empty_question")
+    history: list[tuple[str, str]] = []
+    pending: str | None = None
+    for role, text in turns[:-1]:
+        if role == "user":
+            pending = text
+        elif role == "assistant" and pending is not None:
+            history.append((pending, text))
+            pending = None
+    mode = body.get("mode")
+    if mode in ("", "auto"):
+        mode = None
+    if mode not in (None, "extractive", "llm"):
+        raise ApiError(400, "'mode' must be 'extractive', 'llm' or 'auto'.", code="invalid_mode")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be true or false.")
+    model = body.get("model") or MODEL_ID
+    if not isinstance(model, str):
+        raise ApiError(400, "'model' must be a string.")
+    return {
+        "question": question,
+        "history": history,
+        "k": _parse_k(body.get("k"), default_k),
+        "mode": mode,
+        "stream": stream,
+        "model": model,
+    }
+
+
+def _rag_extra(answer: Answer) -> dict:
+    return {
+        "refused": answer.refused,
+        "mode": answer.mode,
+        "lang": answer.lang,
+        "standalone_question": answer.standalone_question or answer.question,
+        "notice": answer.notice,
+    }
+
+
+def hit_dict(hit: Any) -> dict:
+    c = hit.chunk
+    return {
+        "rank": hit.rank,
+        "id": c.id,
+        "text": c.text,
+        "source": c.source,
+        "heading": c.heading,
+        "score": round(float(hit.score), 6),
+        "start": c.start,
+        "end": c.end,
+        "span": [c.start, c.end],
+    }
+
+
+# ------------------------------------------------------------ the app
+
+
+def create_app(assistant: Any, settings: Settings | None = None, *, with_ui: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    default_k = settings.top_k
+    api_key = settings.api_key or ""
+    app = FastAPI(title="RAG assistant", docs_url=None, redoc_url=None, openapi_url=None)
+
+    # ---- errors: always JSON, never a traceback
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return _error(exc.status, exc.message, exc.type, exc.code)
+
+    @app.exception_handler(UserError)
+    async def _user_error(request: Request, exc: UserError):
+        return _error(400, str(exc), code="user_error")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(400, f"Invalid request: {where or 'body'}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return _error(500, f"Internal error ({type(exc).__name__}); see the server log.", "server_error")
+
+    # ---- bearer key for /v1 and /api (a plain ASGI middleware: streaming-safe)
+    if api_key:
+        app.add_middleware(BearerKeyMiddleware, api_key=api_key)
+
+    # ---- OpenAI-compatible
+    @app.get("/v1/models")
+    def models():
+        return {
+            "object": "list",
+            "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "local"}],
+        }
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        req = parse_chat_request(await _json_body(request), default_k)
+        kwargs = {"k": req["k"], "history": req["history"], "mode": req["mode"]}
+        cid = "chatcmpl-" + uuid.uuid4().hex[:24]
+        created = int(time.time())
+        model = req["model"]
+        if not req["stream"]:
+            from starlette.concurrency import run_in_threadpool
+
+            answer = await run_in_threadpool(assistant.ask, req["question"], **kwargs)
+            return {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer.text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "citations": [c.to_dict() for c in answer.citations],
+                "rag": _rag_extra(answer),
+            }
+
+        # Streaming: pull the first item before answering so that a UserError
+        # (e.g. no index) is still a clean 400 rather than a broken stream.
+        from starlette.concurrency import run_in_threadpool
+
+        iterator = iter(assistant.stream(req["question"], **kwargs))
+        sentinel = object()
+        first = await run_in_threadpool(next, iterator, sentinel)
+
+        def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+            payload = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+            return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+        def events() -> Iterator[str]:
+            yield chunk({"role": "assistant", "content": ""})
+            streamed = ""
+            final: Answer | None = None
+            try:
+                items = iter(()) if first is sentinel else _chain(first, iterator)
+                for item in items:
+                    if isinstance(item, str):
+                        if item:
+                            streamed += item
+                            yield chunk({"content": item})
+                    else:
+                        final = item
+                if final is None:
+                    final = Answer(text=streamed, refused=False, question=req["question"])
+                if final.text != streamed and final.text.startswith(streamed):
+                    yield chunk({"content": final.text[len(streamed):]})
+                extra = _rag_extra(final)
+                extra["answer"] = final.text
+                extra["replaced"] = not final.text.startswith(streamed)
+                yield chunk(
+                    {}, "stop", citations=[c.to_dict() for c in final.citations], rag=extra
+                )
+            except UserError as exc:
+                yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'invalid_request_error'}})}\n\n"
+            except Exception as exc:
+                log.exception("stream failed")
+                msg = f"Internal error ({type(exc).__name__}); see the server log."
+                yield f"data: {json.dumps({'error': {'message': msg, 'type': 'server_error'}})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    # ---- search / status
+    @app.post("/api/search")
+    async def search(request: Request):
+        body = await _json_body(request)
+        query = body.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise ApiError(400, "'query' must be a non-empty string.", code="empty_query")
+        k = _parse_k(body.get("k"), default_k)
+        from starlette.concurrency import run_in_threadpool
+
+        hits = await run_in_threadpool(assistant.search, query.strip(), k)
+        return {"query": query.strip(), "k": k, "hits": [hit_dict(h) for h in hits]}
+
+    @app.get("/api/status")
+    def status():
+        return assistant.status()
+
+    if with_ui:
+        import gradio as gr
+
+        from ui.app import CSS, build_ui, theme
+
+        demo = build_ui(assistant, settings)
+        demo.queue(default_concurrency_limit=settings.concurrency, max_size=256)
+        auth = None
+        if api_key:
+            def auth(username: str, password: str) -> bool:  # the page asks for the same key
+                return secrets.compare_digest(str(password).encode(), api_key.encode())
+
+        gr.mount_gradio_app(
+            app,
+            demo,
+            path="/",
+            server_name=settings.host,
+            server_port=settings.port,
+            footer_links=["api", "settings"],
+            auth=auth,
+            auth_message="Enter the server's RAG_API_KEY as the password (any user name)." if api_key else None,
+            max_file_size=f"{int(settings.upload_max_mb * 1024 * 1024)}b",
+            show_error=False,
+            ssr_mode=False,
+            mcp_server=False,
+            theme=theme(),
+            css=CSS,
+        )
+    return app
+
+
+class BearerKeyMiddleware:
+    """401 JSON for /v1 and /api requests without `Authorization: Bearer <key>`."""
+
+    def __init__(self, app, api_key: str):
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = scope.get("path", "")
+            if any(path == p or path.startswith(p + "/") for p in PROTECTED_PREFIXES):
+                headers = dict(scope.get("headers") or [])
+                scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), self.key):
+                    response = _error(
+                        401,
+                        "Missing or wrong API key: send 'Authorization: Bearer <RAG_API_KEY>'.",
+                        code="invalid_api_key",
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _chain(first: Any, rest: Iterator) -> Iterator:
+    yield first
+    yield from rest
+
+
+def run(settings: Settings | None = None, host: str | None = None, port: int | None = None) -> None:
+    """`rag serve`: build the assistant once and serve page + API with uvicorn."""
+    offline_environment()
+    import uvicorn
+
+    from rag import Assistant
+
+    settings = settings or Settings()
+    host = host or settings.host
+    port = port or settings.port
+    assistant = Assistant.from_settings(settings)
+    app = create_app(assistant, settings)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    print(f"Serving on http://{shown}:{port}/  (page)  ·  /v1 (OpenAI API)  ·  /api/search", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
