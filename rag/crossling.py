@@ -32,6 +32,7 @@ import math
 import os
 import re
 import threading
+from collections import defaultdict
 from dataclasses import dataclass
 
 __all__ = ["bridge_terms", "cedict_path", "CEDICT_PACKAGE"]
@@ -66,6 +67,7 @@ _STOPWORDS = frozenset(
     kind sort type thing things way ways something anything everything
     one ones do don't doesn't didn't isn't aren't wasn't weren't
     article text passage document mentioned mention mentions talk talks
+    take takes took taken get gets got mean means meant
     s t
     """.split()
 )
@@ -272,6 +274,30 @@ _GLOSSARY: dict[str, list[str]] = {
     "vehicle": ["汽车", "车辆"],
     "car": ["汽车"],
     "cars": ["汽车"],
+    # politics / organisations
+    "party": ["党"],
+    "communist party": ["共产党", "党"],
+    "party secretary": ["党委书记", "书记"],
+    "party committee": ["党委"],
+    "secretary": ["书记"],
+    "body": ["机构", "部门"],
+    "agency": ["机构"],
+    "institution": ["机构"],
+    "initiative": ["行动", "倡议"],
+    # economy / strategy words CEDICT ranks badly for this register
+    "competitive": ["竞争"],
+    "competitive edge": ["竞争优势"],
+    "competitive advantage": ["竞争优势"],
+    "transformation": ["转型", "转变"],
+    "transition": ["转型"],
+    "driven": ["驱动"],
+    "drive": ["驱动"],
+    "focus": ["聚焦", "重点"],
+    "area": ["领域", "区域"],
+    "field": ["领域"],
+    "sector": ["行业", "领域"],
+    "zone": ["区"],
+    "demonstration zone": ["示范区"],
     "ten thousand": ["万"],
     "hundred million": ["亿"],
 }
@@ -333,18 +359,27 @@ _SENSE_WORD_RX = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 _LEADING = frozenset({"to", "a", "an", "the"})
 _SENSE_STOP = frozenset({"sb", "sth", "one's", "oneself", "etc", "of", "a", "an", "the", "to", "and", "or"})
 _SHAPE = {1: 0.55, 2: 1.0, 3: 0.95, 4: 0.8}
-_CACHE_VERSION = "2"
+_CACHE_VERSION = "3"
 
 
 @dataclass
 class _Index:
-    # English key -> "headword score headword score ..." (best first, pruned
-    # to _KEEP_POSTINGS). Strings keep the cache small and quick to load.
-    phrase: dict[str, str]   # whole normalised sense ("state council")
-    word: dict[str, str]     # one word inside a short sense
+    """English key -> Chinese headwords with scores.
+
+    Freshly built: values are lists of (entry id, quality) and `simp`/`prior`
+    resolve entry ids. Loaded from the cache: values are strings
+    "headword score headword score ..." (best first, pruned to _KEEP_POSTINGS),
+    which keeps the cache file small and quick to load.
+    """
+
+    phrase: dict   # whole normalised sense ("state council")
+    word: dict     # one word inside a short sense
+    simp: list[str] | None = None
+    prior: list[float] | None = None
 
 
 _KEEP_POSTINGS = 8
+_MAX_SENSES = 12
 
 
 _LOCK = threading.Lock()
@@ -388,78 +423,102 @@ def _build_index(path: str) -> _Index:
 
     simp_list: list[str] = []
     prior_list: list[float] = []
-    phrase: dict[str, list[tuple[int, float]]] = {}
-    word: dict[str, list[tuple[int, float]]] = {}
+    phrase: defaultdict[str, list[tuple[int, float]]] = defaultdict(list)
+    word: defaultdict[str, list[tuple[int, float]]] = defaultdict(list)
     seen_simp: dict[str, int] = {}
     words_rx = _SENSE_WORD_RX.findall
-    rank_of = [1.0 / (1.0 + 0.12 * i) for i in range(64)]
+    rank_of = [1.0 / (1.0 + 0.12 * i) for i in range(_MAX_SENSES)]
+    skip, rare_rx, leading, sense_stop = _SKIP_PREFIXES, _RARE_RX, _LEADING, _SENSE_STOP
 
     for simp, pinyin, defs in _ENTRY_RX.findall(text):
+        f = freq.get(simp, 0)
+        proper = pinyin[:1].isupper()
+        if not f and len(simp) > 2 and not proper:
+            continue  # a rare compound jieba does not know: never a good query term
         # normalise the whole definition line at once; "/" and "; " survive,
         # so senses of `low` and of `defs` line up.
         low = defs.lower()
         has_paren = "(" in low
-        rare_any = has_paren and _RARE_RX.search(low) is not None
+        rare_any = has_paren and rare_rx.search(low) is not None
         if has_paren:
             low = _PAREN_RX.sub(" ", low)
-        low = _CJKREF_RX.sub(" ", low)
-        senses = low.replace("; ", "/").split("/")
+        if _HAN_RX.search(low):
+            low = _CJKREF_RX.sub(" ", low)
+        senses = low.replace("; ", "/").split("/", _MAX_SENSES)[:_MAX_SENSES]
         raw = defs.replace("; ", "/").split("/") if rare_any else None
 
-        kept: list[tuple[int, list[str], bool]] = []
+        eid = -1
+        all_rare = True
+        j = 0
         for pos, sense in enumerate(senses):
             sense = sense.strip()
-            if not sense or sense.startswith(_SKIP_PREFIXES):
+            if not sense or sense.startswith(skip) or sense.count(" ") > _MAX_NGRAM + 1:
                 continue
-            rare = rare_any and _RARE_RX.search(raw[pos]) is not None
-            kept.append((pos, words_rx(sense), rare))
-        if not kept:
-            continue
-
-        eid = seen_simp.get(simp)
-        common = 0.25 + min(1.0, log10(freq.get(simp, 0) + 1) / 4.5)
-        pr = _SHAPE.get(len(simp), 0.55) * common
-        if all(r for _, _, r in kept):
-            pr *= 0.35  # only classical / dialect / slang senses
-        if pinyin[:1].isupper():
-            pr *= 0.8  # proper noun; places are pinned by the glossary
-        if eid is None:
-            eid = len(simp_list)
-            seen_simp[simp] = eid
-            simp_list.append(simp)
-            prior_list.append(pr)
-        elif pr > prior_list[eid]:  # another reading of the same headword
-            prior_list[eid] = pr
-
-        for j, (pos, words, rare) in enumerate(kept):
-            rank = rank_of[j] if j < 64 else 0.1
-            if rare:
+            rank = rank_of[j]
+            j += 1
+            if rare_any and rare_rx.search(raw[pos]):
                 rank *= 0.4
-            if words and words[0] in _LEADING:
-                words = words[1:]
+            else:
+                all_rare = False
+            words = words_rx(sense)
+            if words and words[0] in leading:
+                del words[0]
             if not words or len(words) > _MAX_NGRAM:
                 continue
-            phrase.setdefault(" ".join(words), []).append((eid, rank))
-            content = [w for w in words if w not in _SENSE_STOP]
+            if eid < 0:
+                eid = seen_simp.get(simp, -1)
+                if eid < 0:
+                    eid = len(simp_list)
+                    seen_simp[simp] = eid
+                    simp_list.append(simp)
+                    prior_list.append(0.0)
+            phrase[" ".join(words)].append((eid, rank))
+            if len(words) < 2:
+                continue
+            content = [w for w in words if w not in sense_stop]
             nc = len(content)
             if nc < 2 or nc > 4:
                 continue
             base = rank / (1.0 + 0.25 * (nc - 2))
-            for i, w in enumerate(content):
-                # a sense that starts with the word is more definitional
-                word.setdefault(w, []).append((eid, (0.55 if i == 0 else 0.4) * base))
-    def finish(post: dict[str, list[tuple[int, float]]]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for key, hits in post.items():
-            best: dict[int, float] = {}
-            for e, q in hits:
-                if q > best.get(e, 0.0):
-                    best[e] = q
-            top = sorted(((q * prior_list[e], e) for e, q in best.items()), reverse=True)
-            out[key] = " ".join(f"{simp_list[e]} {sc:.4f}" for sc, e in top[:_KEEP_POSTINGS])
-        return out
+            first = 0.55 * base  # a sense that starts with the word is more definitional
+            word[content[0]].append((eid, first))
+            other = 0.4 * base
+            for w in content[1:]:
+                word[w].append((eid, other))
+        if eid < 0:
+            continue
+        pr = _SHAPE.get(len(simp), 0.55) * (0.25 + min(1.0, log10(f + 1) / 4.5))
+        if all_rare:
+            pr *= 0.35  # only classical / dialect / slang senses
+        if proper:
+            pr *= 0.8  # proper noun; places are pinned by the glossary
+        if pr > prior_list[eid]:  # max over several readings of one headword
+            prior_list[eid] = pr
 
-    return _Index(finish(phrase), finish(word))
+    phrase.default_factory = None
+    word.default_factory = None
+    return _Index(phrase, word, simp_list, prior_list)
+
+
+def _encode(idx: _Index, post: dict) -> dict[str, str]:
+    """Raw postings -> the pruned string form stored in the cache."""
+    simp, prior = idx.simp, idx.prior
+    out: dict[str, str] = {}
+    for key, hits in post.items():
+        if isinstance(hits, str):
+            out[key] = hits
+            continue
+        if len(hits) == 1:  # most keys: no merging or sorting needed
+            e, q = hits[0]
+            out[key] = f"{simp[e]} {q * prior[e]:.4f}"
+            continue
+        best: dict[int, float] = {}
+        for e, q in hits:
+            if q > best.get(e, 0.0):
+                best[e] = q
+        top = sorted(((q * prior[e], e) for e, q in best.items()), reverse=True)
+        out[key] = " ".join(f"{simp[e]} {sc:.4f}" for sc, e in top[:_KEEP_POSTINGS])
+    return out
 
 
 def _cache_file(path: str) -> str | None:
@@ -472,27 +531,45 @@ def _cache_file(path: str) -> str | None:
     return os.path.join(base, "rag-assistant", "crossling", f"cedict-index-{key}.marshal")
 
 
-def _load_index() -> _Index:
-    """Reverse index from the cache file if valid, else build it (and cache it)."""
+def _write_cache(cache: str, idx: _Index) -> None:
+    try:  # best effort; a read-only home just means no cache
+        data = (_encode(idx, idx.phrase), _encode(idx, idx.word))
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(tmp, "wb") as fh:
+            marshal.dump(data, fh)
+        os.replace(tmp, cache)
+        for old in os.listdir(os.path.dirname(cache)):  # caches of older versions
+            if old.startswith("cedict-index-") and old.endswith(".marshal") and old != os.path.basename(cache):
+                os.remove(os.path.join(os.path.dirname(cache), old))
+    except (OSError, RuntimeError):
+        pass
+
+
+def _load_index(background: bool = False) -> _Index:
+    """Reverse index from the cache file if valid, else build it (and cache it).
+
+    With ``background`` the cache file is written by a (non-daemon) thread, so
+    the first query does not wait for it; interpreter exit waits for it.
+    """
     path = cedict_path()
-    cache = _cache_file(path)
-    if cache and os.environ.get("RAG_CROSSLING_NO_CACHE") != "1":
+    use_cache = os.environ.get("RAG_CROSSLING_NO_CACHE") != "1"
+    cache = _cache_file(path) if use_cache else None
+    if cache:
         try:
             with open(cache, "rb") as fh:
                 phrase, word = marshal.load(fh)
+            if isinstance(phrase, dict) and isinstance(word, dict):
                 return _Index(phrase, word)
         except (OSError, EOFError, ValueError, TypeError):
             pass
     idx = _build_index(path)
-    if cache and os.environ.get("RAG_CROSSLING_NO_CACHE") != "1":
-        try:  # best effort; a read-only home just means no cache
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            tmp = f"{cache}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as fh:
-                marshal.dump((idx.phrase, idx.word), fh)
-            os.replace(tmp, cache)
-        except OSError:
-            pass
+    if cache:
+        if background:
+            threading.Thread(target=_write_cache, args=(cache, idx), daemon=False,
+                             name="crossling-cache").start()
+        else:
+            _write_cache(cache, idx)
     return idx
 
 
@@ -501,7 +578,7 @@ def _index() -> _Index:
     if _INDEX is None:
         with _LOCK:
             if _INDEX is None:
-                _INDEX = _load_index()
+                _INDEX = _load_index(background=True)
     return _INDEX
 
 
@@ -509,11 +586,19 @@ def _index() -> _Index:
 # Query side
 # --------------------------------------------------------------------------
 
-def _postings(encoded: str | None, weight: float = 1.0) -> dict[str, float]:
-    if not encoded:
+def _postings(idx: _Index, hits, weight: float = 1.0) -> dict[str, float]:
+    """headword -> score for one key's postings (either representation)."""
+    if not hits:
         return {}
-    parts = encoded.split(" ")
-    return {parts[i]: float(parts[i + 1]) * weight for i in range(0, len(parts), 2)}
+    if isinstance(hits, str):
+        parts = hits.split(" ")
+        return {parts[i]: float(parts[i + 1]) * weight for i in range(0, len(parts), 2)}
+    out: dict[str, float] = {}
+    for e, q in hits:
+        h, sc = idx.simp[e], q * idx.prior[e] * weight
+        if sc > out.get(h, 0.0):
+            out[h] = sc
+    return out
 
 
 def _merge(*posts: dict[str, float]) -> dict[str, float]:
@@ -542,7 +627,7 @@ def _rank(cands: dict[str, float]) -> list[str]:
 
 
 def _lookup_phrase(key: str, idx: _Index) -> list[str]:
-    return _rank(_postings(idx.phrase.get(key)))
+    return _rank(_postings(idx, idx.phrase.get(key)))
 
 
 def _lookup_word(w: str, idx: _Index) -> list[str]:
@@ -554,14 +639,14 @@ def _lookup_word(w: str, idx: _Index) -> list[str]:
     # exact definitions ("market" -> 市场) beat words inside longer senses;
     # the word as written and its base forms ("cities" -> "city") are pooled
     exact = [
-        _postings(idx.phrase[f], 1.0 if k == 0 else 0.9)
+        _postings(idx, idx.phrase[f], 1.0 if k == 0 else 0.9)
         for k, f in enumerate(forms) if f in idx.phrase
     ]
     if exact:
-        return _rank(_merge(*exact, _postings(idx.word.get(forms[0]), 0.8)))
+        return _rank(_merge(*exact, _postings(idx, idx.word.get(forms[0]), 0.8)))
     for f in forms:
         if f in idx.word:
-            return _rank(_postings(idx.word[f]))
+            return _rank(_postings(idx, idx.word[f]))
     return []
 
 
@@ -632,8 +717,10 @@ def bridge_terms(question: str) -> list[str]:
             terms = _GLOSSARY.get(key)
             if terms is None and key.endswith("s"):
                 terms = _GLOSSARY.get(key[:-1])
-            if terms is None and (_is_stop(span[0][1]) or _is_stop(span[-1][1])):
+            if terms is None and _is_stop(span[0][1]):
                 continue
+            if terms is None and _is_stop(span[-1][1]) and size > 3:
+                continue  # short phrasal verbs ("rely on", "focus on") may end in a particle
             if terms is None:
                 idx = idx or _index()
                 terms = _lookup_phrase(key, idx) or (key.endswith("s") and _lookup_phrase(key[:-1], idx)) or None
@@ -652,7 +739,10 @@ def bridge_terms(question: str) -> list[str]:
             if p not in _GLOSSARY and _is_stop(p):
                 continue
             idx = idx or _index()
-            emit(_lookup_word(p, idx))
+            terms = _lookup_word(p, idx)
+            if not terms and orig.isupper() and 2 <= len(orig) <= 6:
+                terms = [orig]  # unknown acronym: Chinese text often keeps it ("PPT智能")
+            emit(terms)
         i += 1
     return out
 
