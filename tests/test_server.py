@@ -190,7 +190,7 @@ def live_server(app):
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -461,3 +461,170 @@ def test_api_serves_concurrent_requests(seeds):
         eight = time.perf_counter() - t0
     assert results == [200] * 8
     assert eight / one < 4, (eight, one)  # serialised would be ~8
+
+
+# ----------------------------------------------------------------- the page's logic (no browser)
+
+
+def test_linkify_roundtrip_and_only_known_numbers():
+    from ui.app import linkify, unlinkify
+
+    text = "Shanghai issued a plan [1], see also [2] and [7]."
+    linked = linkify(text, 3, {1, 2})
+    assert "(#cite-3-1)" in linked and "(#cite-3-2)" in linked and "#cite-3-7" not in linked
+    assert unlinkify(linked) == text
+    assert unlinkify(linked + "\n\n> ℹ️ LLM not prepared") == text
+
+
+def test_history_pairs_reads_gradio6_messages():
+    from ui.app import history_pairs, linkify
+
+    msgs = [
+        {"role": "user", "content": [{"type": "text", "text": "Q1"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": linkify("A1 [1]", 0, {1})}]},
+        {"role": "user", "content": "Q2"},
+        {"role": "assistant", "content": "A2"},
+    ]
+    assert history_pairs(msgs) == [("Q1", "A1 [1]"), ("Q2", "A2")]
+    assert history_pairs(None) == []
+
+
+def test_passage_context_highlights_exactly_the_span():
+    from ui.app import passage_context
+
+    original = "line one\n" + "x" * 500 + "\nTHE CITED SPAN\n" + "y" * 500 + "\nlast"
+    start = original.index("THE CITED SPAN")
+    before, cited, after = passage_context(original, start, start + len("THE CITED SPAN"), width=100)
+    assert cited == "THE CITED SPAN"
+    assert before.startswith("…") and after.endswith("…")
+    assert original[:start].endswith(before.lstrip("…"))
+    assert original[start + len(cited):].startswith(after.rstrip("…"))
+    b, c, a = passage_context("short text", 0, 5)
+    assert (b, c, a) == ("", "short", " text")
+
+
+# ----------------------------------------------------------------- the page over a real server (gradio_client)
+
+
+@pytest.fixture
+def ui_server(seeds):
+    from rag.server import create_app
+
+    fake = FakeAssistant(seeds)
+    with live_server(create_app(fake, make_settings(seeds))) as url:
+        yield url, fake
+
+
+def _last_assistant_text(chat: list) -> str:
+    from ui.app import message_text
+
+    return message_text(chat[-1]["content"])
+
+
+def test_gradio_client_chat_and_upload(ui_server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, fake = ui_server
+    client = Client(url + "/", verbose=False)
+    chat, box, sources = client.predict(SHANGHAI_Q, [], "extractive", 3, api_name="/chat")
+    answer = _last_assistant_text(chat)
+    assert "上海" in answer and "(#cite-0-1)" in answer
+    assert box == ""
+    assert sources["data"][0][0] == "[1]" and sources["data"][0][1] == "shanghai.txt"
+    assert fake.calls[-1]["mode"] == "extractive" and fake.calls[-1]["k"] == 3
+
+    # follow-up: the history reaches the assistant without the link markup
+    client.predict("And Zhejiang?", chat, "auto", 5, api_name="/chat")
+    assert fake.calls[-1]["history"][0][0] == SHANGHAI_Q
+    assert "#cite" not in fake.calls[-1]["history"][0][1] and "[1]" in fake.calls[-1]["history"][0][1]
+    assert fake.calls[-1]["mode"] is None
+
+    note = tmp_path / "zebra.md"
+    note.write_text("# Zebra council\n\nThe zebra council met in Oslo on 3 March.\n", "utf-8")
+    status, msg, _ = client.predict([handle_file(str(note))], api_name="/upload")
+    assert "✅" in msg and "zebra.md" in msg and "2 documents" in status
+    chat, _, sources = client.predict("Where did the zebra council meet?", [], "auto", 3, api_name="/chat")
+    assert "Oslo" in _last_assistant_text(chat) and sources["data"][0][1] == "zebra.md"
+
+
+def _raw_upload(url: str, name: str, data: bytes) -> dict:
+    r = httpx.post(url + "/gradio_api/upload", files={"files": (name, data, "text/plain")}, timeout=30)
+    assert r.status_code == 200, r.text
+    return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": name}
+
+
+def test_upload_with_traversal_name_stays_in_seeds(ui_server, seeds):
+    from gradio_client import Client
+
+    url, fake = ui_server
+    client = Client(url + "/", verbose=False)
+    before = {p for p in seeds.parent.parent.rglob("*evil*")}
+    status, msg, _ = client.predict([_raw_upload(url, "../../evil.md", b"# Evil\n\nThe quokka treaty.\n")], api_name="/upload")
+    after = {p for p in seeds.parent.parent.rglob("*evil*")} - before
+    assert after, msg  # it was accepted ...
+    assert all(p.resolve().parent == seeds.resolve() for p in after), after  # ... and landed inside seeds/
+
+
+def test_bad_upload_message_and_index_unchanged(ui_server):
+    from gradio_client import Client
+
+    url, fake = ui_server
+    client = Client(url + "/", verbose=False)
+    chunks_before = fake.status()["chunks"]
+    status, msg, _ = client.predict([_raw_upload(url, "empty.md", b"   \n")], api_name="/upload")
+    assert "❌" in msg and "empty" in msg
+    assert fake.status()["chunks"] == chunks_before and "1 document " in status
+    assert not any(p.name == "empty.md" for p in fake.seeds_dir.iterdir())
+
+
+def test_empty_question_is_not_sent(ui_server):
+    from gradio_client import Client
+
+    url, fake = ui_server
+    chat, box, _ = Client(url + "/", verbose=False).predict("   ", [], "auto", 5, api_name="/chat")
+    assert chat == [] and fake.calls == []
+
+
+def test_gradio_queue_serves_eight_chats_at_once(seeds):
+    """8 chats through the page's queue take about as long as 1 (ratio only)."""
+    from gradio_client import Client
+
+    from rag.server import create_app
+
+    fake = FakeAssistant(seeds, delay=0.6)
+    with live_server(create_app(fake, make_settings(seeds))) as url:
+        clients = [Client(url + "/", verbose=False) for _ in range(8)]
+        t0 = time.perf_counter()
+        clients[0].predict(SHANGHAI_Q, [], "auto", 5, api_name="/chat")
+        one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        jobs = [c.submit(SHANGHAI_Q, [], "auto", 5, api_name="/chat") for c in clients]
+        results = [j.result(timeout=60) for j in jobs]
+        eight = time.perf_counter() - t0
+    assert all("上海" in _last_assistant_text(r[0]) for r in results)
+    assert eight / one < 4, (eight, one)  # one at a time would be ~8
+
+
+def test_page_assets_are_local(ui_server):
+    url, _ = ui_server
+    page = httpx.get(url + "/", timeout=30)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    css = httpx.get(url + "/theme.css", timeout=30)
+    assert css.status_code == 200
+    assert "fonts.googleapis" not in css.text and "@import url(http" not in css.text
+    assert not re.search(r"url\(['\"]?https?://", css.text)
+
+
+def test_api_key_also_guards_the_page(seeds):
+    from gradio_client import Client
+
+    from rag.server import create_app
+
+    fake = FakeAssistant(seeds)
+    with live_server(create_app(fake, make_settings(seeds, api_key="k3y"))) as url:
+        assert httpx.post(url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "q"}]}).status_code == 401
+        assert httpx.get(url + "/config").status_code == 401
+        with pytest.raises(Exception):
+            Client(url + "/", verbose=False).predict(SHANGHAI_Q, [], "auto", 5, api_name="/chat")
+        chat, _, _ = Client(url + "/", auth=("anyone", "k3y"), verbose=False).predict(SHANGHAI_Q, [], "auto", 5, api_name="/chat")
+        assert "上海" in _last_assistant_text(chat)
