@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from rag.chunking import split_sentences
-from rag.lang import to_script
+from rag.lang import detect_lang, to_script
 from rag.retrieval import query_tokens, tokenize
 from rag.types import Answer, Citation, Hit
 
@@ -62,17 +62,33 @@ class ExtractiveAnswerer:
         self.max_sentences = max_sentences
         self.corpus_tokens = corpus_tokens or []
 
+    def _query_groups(self, question: str) -> list[list[str]]:
+        """Query terms as groups of alternatives (tokens): one per Chinese
+        token, or one per English content word bridged to Chinese."""
+        groups = [[t] for t in dict.fromkeys(tokenize(question)) if not t.isascii() or t.isdigit()]
+        if detect_lang(question) == "en":
+            from rag.crossling import bridge_groups
+
+            for g in bridge_groups(question):
+                toks = [t for term in g for t in (tokenize(term) or [term.lower()])]
+                if toks:
+                    groups.append(list(dict.fromkeys(toks)))
+        else:  # Latin words inside a Chinese question (AI, PPT) count as they are
+            groups += [[t] for t in dict.fromkeys(tokenize(question)) if t.isascii() and not t.isdigit()]
+        return groups
+
     def support(self, question: str, hits: list[Hit]) -> Support:
         if not hits:
             return Support(0.0, 0.0)
-        q = list(dict.fromkeys(query_tokens(question)))
+        groups = self._query_groups(question)
         docs = self.corpus_tokens or [set(tokenize(h.chunk.text)) for h in hits]
-        weights = {t: _idf(t, docs) for t in q}
-        total = sum(weights.values()) or 1.0
+        weights = [max(_idf(t, docs) for t in g) for g in groups]
+        total = sum(weights) or 1.0
         best = 0.0
         for h in hits[:3]:
             toks = set(tokenize(f"{h.chunk.heading} {h.chunk.text}"))
-            best = max(best, sum(w for t, w in weights.items() if t in toks) / total)
+            covered = sum(w for g, w in zip(groups, weights) if any(t in toks for t in g))
+            best = max(best, covered / total)
         dense = max((h.dense_score or 0.0) for h in hits[:3])
         return Support(best, dense)
 

