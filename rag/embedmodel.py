@@ -817,7 +817,9 @@ def _convert_and_verify(tmp: Path, console) -> dict[str, Any]:
 def _load_sentence_transformer(path_or_name: str | Path):
     offline_environment()  # never reach for the hub, even for a custom model name
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
     return SentenceTransformer(str(path_or_name), device="cpu")
 
 

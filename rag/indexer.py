@@ -6,7 +6,10 @@ and switches to it atomically.
 """
 from __future__ import annotations
 
+import fcntl
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +121,9 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
     paths = discover(root)
     report.files = len(paths)
     index_dir = settings.index_dir
-    with _Progress(console) as progress:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with _index_lock(index_dir), _Progress(console) as progress:
+        _drop_abandoned_builds(index_dir)
         desired, shas, failed = load_chunks(paths, root, settings.chunk_max_chars, report, progress)
         if rebuild or ChunkStore.current_build(index_dir) is None:
             store = ChunkStore.create(index_dir, embedder.name, embedder.dim, settings.chunk_max_chars)
@@ -157,6 +162,26 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
         report.total_chunks = store.count()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+@contextmanager
+def _index_lock(index_dir: Path):
+    """One indexer at a time per index (CLI and UI uploads may overlap)."""
+    with open(index_dir / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _drop_abandoned_builds(index_dir: Path) -> None:
+    """A build without a manifest was killed mid-rebuild (we hold the lock,
+    so none is in progress): remove it."""
+    current = ChunkStore.current_build(index_dir)
+    for d in index_dir.glob("build-*"):
+        if d.is_dir() and d != current and not (d / "manifest.json").exists():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _passage_text(chunk: Chunk) -> str:

@@ -1,0 +1,64 @@
+"""kill -9 in the middle of a rebuild leaves the previous index answering."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from rag.indexer import index_folder
+from rag.retrieval import Searcher
+from rag.store import ChunkStore
+from tests.conftest import ROOT
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time, pathlib
+    sys.path.insert(0, {root!r})
+    from tests.conftest import FakeEmbedder
+    from rag.settings import Settings
+    from rag.indexer import index_folder
+
+    class Slow(FakeEmbedder):
+        def embed_passages(self, texts, batch_callback=None):
+            pathlib.Path({marker!r}).write_text("embedding")
+            time.sleep(0.5)  # slow enough to be killed mid-way
+            return super().embed_passages(texts)
+
+    s = Settings(seeds_dir={seeds!r}, index_dir={index!r}, embed_batch_size=4)
+    index_folder(s, Slow(), rebuild=True)
+    """
+)
+
+
+def test_kill_during_rebuild_keeps_previous_index(settings_for, fake_embedder, workdir, tmp_path):
+    s = settings_for()
+    index_folder(s, fake_embedder)
+    before = ChunkStore.current_build(s.index_dir)
+    n_before = ChunkStore.open(s.index_dir).count()
+    marker = tmp_path / "marker"
+    script = SCRIPT.format(root=str(ROOT), marker=str(marker), seeds=str(s.seeds_dir), index=str(s.index_dir))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.2)  # a couple of batches written into the new build
+    assert proc.poll() is None, "the rebuild finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # a half-built folder exists, but CURRENT still names the old build
+    builds = sorted(p.name for p in s.index_dir.glob("build-*"))
+    assert len(builds) == 2
+    assert ChunkStore.current_build(s.index_dir) == before
+    store = ChunkStore.open(s.index_dir, fake_embedder.name)
+    assert store.count() == n_before
+    hits = Searcher(s, store, fake_embedder).search("上海8月发布了什么？", 3)
+    assert "上海市加快推動" in hits[0].chunk.text
+    # the next run finishes normally and clears the abandoned build
+    r = index_folder(s, fake_embedder)
+    assert r.embedded == 0 and r.total_chunks == n_before
+    assert [p.name for p in s.index_dir.glob("build-*")] == [before.name]
+    index_folder(s, fake_embedder, rebuild=True)
+    assert len(list(s.index_dir.glob("build-*"))) == 2  # new live build + the previous one
