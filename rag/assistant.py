@@ -187,7 +187,7 @@ class Assistant:
 
     def search(self, question: str, k: int | None = None) -> list[Hit]:
         question = _check_question(question)
-        k = _check_k(k or self.settings.top_k)
+        k = _check_k(self.settings.top_k if k is None else k)
         return self.searcher.search(question, k)
 
     @property
@@ -207,7 +207,7 @@ class Assistant:
 
             standalone = standalone_question(question, list(history), getattr(answerer, "llm", None))
         lang = detect_lang(question)
-        hits = self.searcher.search(standalone, _check_k(k or self.settings.top_k))
+        hits = self.searcher.search(standalone, _check_k(self.settings.top_k if k is None else k))
         return question, standalone, lang, hits
 
     def ask(self, question: str, *, k: int | None = None, history=None, mode: str | None = None) -> Answer:

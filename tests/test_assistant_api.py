@@ -1,0 +1,73 @@
+"""The Python API over real Chroma with the fake embedder: ask/search/add_document."""
+from __future__ import annotations
+
+import pytest
+
+from rag.assistant import Assistant, safe_filename
+from rag.types import Answer, UserError
+
+
+@pytest.fixture
+def assistant(settings_for, fake_embedder):
+    a = Assistant(settings_for(llm="extractive"), fake_embedder)
+    a.index()
+    return a
+
+
+def test_search_and_ask(assistant):
+    hits = assistant.search("上海8月发布了什么？", 3)
+    assert len(hits) == 3 and "上海市加快推動" in hits[0].chunk.text
+    ans = assistant.ask("上海8月发布了什么？")
+    assert not ans.refused and ans.citations[0].n == 1 and ans.mode == "extractive"
+    items = list(assistant.stream("上海8月发布了什么？"))
+    assert isinstance(items[-1], Answer) and all(isinstance(i, str) for i in items[:-1])
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None])
+def test_empty_question_is_user_error(assistant, bad):
+    with pytest.raises(UserError):
+        assistant.ask(bad)
+
+
+@pytest.mark.parametrize("k", [0, 51, "3", True])
+def test_bad_k_is_user_error(assistant, k):
+    with pytest.raises(UserError):
+        assistant.search("上海", k)
+
+
+def test_add_document_indexes_at_once(assistant, settings_for):
+    before = assistant.status()["chunks"]
+    report = assistant.add_document("note.md", "# 合肥\n\n合肥市在2025年設立了量子計算產業園，首期投資一百億元。\n".encode())
+    assert report.added >= 1
+    assert assistant.status()["chunks"] == before + report.added
+    hits = assistant.search("合肥量子计算产业园投资多少？", 1)
+    assert hits[0].chunk.source == "note.md"
+
+
+@pytest.mark.parametrize(
+    "name,data,match",
+    [
+        ("evil.exe", b"hello", "only"),
+        ("big.txt", b"a" * (2 * 1024 * 1024), "limit"),
+        ("bin.txt", b"\x00\x01\x02" * 100, "binary"),
+        ("empty.md", b"", "empty"),
+    ],
+)
+def test_bad_uploads_leave_everything_as_it_was(assistant, name, data, match):
+    assistant.settings = assistant.settings.model_copy(update={"upload_max_mb": 1})
+    seeds_before = sorted(p.name for p in assistant.settings.seeds_dir.iterdir())
+    chunks_before = assistant.status()["chunks"]
+    with pytest.raises(UserError, match=match):
+        assistant.add_document(name, data)
+    assert sorted(p.name for p in assistant.settings.seeds_dir.iterdir()) == seeds_before
+    assert assistant.status()["chunks"] == chunks_before
+
+
+def test_traversal_names_stay_inside_seeds(assistant):
+    assert safe_filename("../../evil.md") == "evil.md"
+    assert safe_filename("..\\..\\x.txt") == "x.txt"
+    assert safe_filename(".hidden.md") == "hidden.md"
+    assistant.add_document("../../evil.md", "溫州市人工智能局正式揭牌。".encode())
+    seeds = assistant.settings.seeds_dir
+    assert (seeds / "evil.md").is_file()
+    assert not (seeds.parent / "evil.md").exists() and not (seeds.parent.parent / "evil.md").exists()
