@@ -473,7 +473,7 @@ def test_linkify_roundtrip_and_only_known_numbers():
     linked = linkify(text, 3, {1, 2})
     assert "(#cite-3-1)" in linked and "(#cite-3-2)" in linked and "#cite-3-7" not in linked
     assert unlinkify(linked) == text
-    assert unlinkify(linked + "\n\n> ℹ️ LLM not prepared") == text
+    assert unlinkify(linked + "\n\n> Note: LLM not prepared") == text
 
 
 def test_history_pairs_reads_gradio6_messages():
@@ -542,7 +542,7 @@ def test_gradio_client_chat_and_upload(ui_server, tmp_path):
     note = tmp_path / "zebra.md"
     note.write_text("# Zebra council\n\nThe zebra council met in Oslo on 3 March.\n", "utf-8")
     status, msg, _ = client.predict([handle_file(str(note))], api_name="/upload")
-    assert "✅" in msg and "zebra.md" in msg and "2 documents" in status
+    assert "**Added** `zebra.md`" in msg and "2 documents" in status
     chat, _, sources = client.predict("Where did the zebra council meet?", [], "auto", 3, api_name="/chat")
     assert "Oslo" in _last_assistant_text(chat) and sources["data"][0][1] == "zebra.md"
 
@@ -572,7 +572,7 @@ def test_bad_upload_message_and_index_unchanged(ui_server):
     client = Client(url + "/", verbose=False)
     chunks_before = fake.status()["chunks"]
     status, msg, _ = client.predict([_raw_upload(url, "empty.md", b"   \n")], api_name="/upload")
-    assert "❌" in msg and "empty" in msg
+    assert "**Not added** `empty.md`" in msg and "empty" in msg
     assert fake.status()["chunks"] == chunks_before and "1 document " in status
     assert not any(p.name == "empty.md" for p in fake.seeds_dir.iterdir())
 

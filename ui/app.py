@@ -47,7 +47,8 @@ MODE_CHOICES = [
 ]
 MAX_K = 20
 CONTEXT_CHARS = 350  # original text shown on each side of a cited span
-NOTICE_PREFIX = "\n\n> ℹ️ "
+NOTICE_PREFIX = "\n\n> Note: "
+HIGHLIGHT = "#facc15"  # the cited span in the passage viewer
 
 # System fonts only: nothing is fetched from the internet. The Default theme's
 # own fonts (Source Sans Pro / IBM Plex Mono) are served by Gradio itself; the
@@ -235,8 +236,9 @@ def build_ui(assistant: Any, settings: Settings) -> gr.Blocks:
             log.warning("original text unavailable for %s: %s", cite.get("source"), exc)
             before, cited, after = "", str(cite.get("text", "")), ""
             title += " · (original file unavailable; showing the indexed passage)"
-        value = [(before, None), (cited, f"[{cite['n']}]"), (after, None)]
-        return gr.update(value=title), gr.update(value=value, visible=True)
+        label = f"[{cite['n']}]"
+        value = [(before, None), (cited, label), (after, None)]
+        return gr.update(value=title), gr.update(value=value, color_map={label: HIGHLIGHT}, visible=True)
 
     def chat(message: str, history: list[dict] | None, mode: str, k: float, turns: list | None):
         """Ask a question; streams the chat. API: /chat (message, history, mode, k)."""
@@ -266,14 +268,14 @@ def build_ui(assistant: Any, settings: Settings) -> gr.Blocks:
                 else:
                     final = item
         except UserError as exc:
-            history[-1] = {"role": "assistant", "content": f"⚠️ {exc}"}
+            history[-1] = {"role": "assistant", "content": f"**Error:** {exc}"}
             yield history, "", gr.skip(), turns
             return
         except Exception as exc:
             log.exception("chat failed")
             history[-1] = {
                 "role": "assistant",
-                "content": f"⚠️ Something went wrong while answering ({type(exc).__name__}). "
+                "content": f"**Error:** something went wrong while answering ({type(exc).__name__}). "
                 "The index is unchanged; please try again.",
             }
             yield history, "", gr.skip(), turns
@@ -322,13 +324,13 @@ def build_ui(assistant: Any, settings: Settings) -> gr.Blocks:
                 data = path.read_bytes()
                 report = assistant.add_document(name, data)
                 summary = report.summary() if hasattr(report, "summary") else str(report)
-                lines.append(f"✅ **{name}**: {summary}")
+                lines.append(f"**Added** `{name}`: {summary}")
             except UserError as exc:
-                lines.append(f"❌ **{name}**: {exc}")
+                lines.append(f"**Not added** `{name}`: {exc}")
             except Exception as exc:
                 log.exception("upload of %s failed", name)
                 lines.append(
-                    f"❌ **{name}**: could not be indexed ({type(exc).__name__}); the index is unchanged."
+                    f"**Not added** `{name}`: could not be indexed ({type(exc).__name__}); the index is unchanged."
                 )
         return current_status(), "\n\n".join(lines), None
 
