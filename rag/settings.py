@@ -47,14 +47,13 @@ class Settings(BaseSettings):
 
     # retrieval
     top_k: int = 5
-    dense_candidates: int = 30
-    keyword_candidates: int = 30
-    rrf_k: int = 60
-    # reciprocal-rank-fusion weights (see rag/retrieval.py, bench/fusion.py)
-    keyword_weight: float = 1.0
-    dense_weight: float = 1.0
-    dense_weight_crosslingual: float = 0.2
-    bridge_dense_weight: float = 0.2
+    dense_candidates: int = 100
+    keyword_candidates: int = 100
+    # score-fusion weights (see rag/retrieval.py, bench/fusion.py): the
+    # keyword list gets 1 - dense weight
+    dense_weight: float = 0.5
+    dense_weight_crosslingual: float = 0.3
+    bridge_dense_weight: float = 0.3
 
     # answering
     llm: Literal["auto", "extractive", "llama-cpp", "openai"] = "auto"
