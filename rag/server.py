@@ -324,6 +324,24 @@ def create_app(assistant: Any, settings: Settings | None = None, *, with_ui: boo
     def status():
         return assistant.status()
 
+    # ---- anything else under /v1 or /api: a JSON 404/405 here, not Gradio's page
+    known = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/api/search": "POST", "/api/status": "GET"}
+
+    def _not_here(request: Request):
+        path = request.url.path.rstrip("/")
+        if path in known:
+            return _error(405, f"{request.method} is not allowed on {path}; use {known[path]}.",
+                          headers={"Allow": known[path]})
+        return _error(404, f"No such endpoint: {path}", code="not_found")
+
+    for prefix in PROTECTED_PREFIXES:
+        app.add_api_route(
+            prefix + "/{rest:path}",
+            _not_here,
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            include_in_schema=False,
+        )
+
     if with_ui:
         import gradio as gr
 

@@ -1,4 +1,5 @@
-"""The page as a person uses it: `rag serve` in a subprocess, real headless Chromium.
+"""The paths users run: `rag serve` in a subprocess, driven by real headless
+Chromium (the page), the official `openai` client (/v1) and `gradio_client`.
 
 Chromium is Debian's (`scripts/install-browser.sh`, called by `make test`),
 driven by playwright-python through `executable_path` — no browser download.
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "000_e271bcc5b97e4740.txt"
@@ -55,17 +56,39 @@ def _rag(args: list[str], env: dict, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "rag.cli", *args], cwd=ROOT, env=env, **kw)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`rag index` then `rag serve --port N` over a copy of the seed article."""
-    from rag.embedmodel import is_prepared
-    from rag.settings import Settings
+def _serve(base: Path, env: dict, ready_path: str = "/api/status", headers: dict | None = None):
+    """Start `rag serve --port N`; return (process, url, log file) once it answers."""
+    port = _free_port()
+    log = open(base / f"serve-{port}.log", "w")
+    proc = _rag(["serve", "--port", str(port)], env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        if proc.poll() is not None:
+            log.close()
+            pytest.fail(f"`rag serve` exited {proc.returncode}:\n{Path(log.name).read_text()[-3000:]}")
+        try:
+            if httpx.get(url + ready_path, timeout=2, headers=headers or {}).status_code == 200:
+                return proc, url, log
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            _stop(proc, log)
+            pytest.fail("`rag serve` did not answer within 300 s")
+        time.sleep(0.5)
 
-    if not is_prepared(Settings()):
-        _missing("embedding model not prepared (run `rag models prepare`)")
-    base = tmp_path_factory.mktemp("served")
-    (base / "seeds").mkdir()
-    shutil.copy(SEED, base / "seeds" / SEED.name)
+
+def _stop(proc: subprocess.Popen, log) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    log.close()
+
+
+def _env(base: Path, **extra) -> dict:
     env = dict(
         os.environ,
         RAG_SEEDS_DIR=str(base / "seeds"),
@@ -74,34 +97,34 @@ def server(tmp_path_factory):
         PYTHONUNBUFFERED="1",
     )
     env.pop("RAG_API_KEY", None)
+    env.update(extra)
+    return env
+
+
+def _require_models():
+    from rag.embedmodel import is_prepared
+    from rag.settings import Settings
+
+    if not is_prepared(Settings()):
+        _missing("embedding model not prepared (run `rag models prepare`)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`rag index` then `rag serve --port N` over a copy of the seed article."""
+    _require_models()
+    base = tmp_path_factory.mktemp("served")
+    (base / "seeds").mkdir()
+    shutil.copy(SEED, base / "seeds" / SEED.name)
+    env = _env(base)
     indexing = _rag(["index"], env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = indexing.communicate(timeout=600)
     assert indexing.returncode == 0, out
-    port = _free_port()
-    log = open(base / "serve.log", "w")
-    proc = _rag(["serve", "--port", str(port)], env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url, log = _serve(base, env)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"`rag serve` exited {proc.returncode}:\n{(base / 'serve.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/api/status", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("`rag serve` did not answer within 300 s")
-            time.sleep(0.5)
-        yield {"url": url, "seeds": base / "seeds", "status": httpx.get(url + "/api/status").json()}
+        yield {"url": url, "seeds": base / "seeds", "base": base}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        _stop(proc, log)
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +206,7 @@ def _set_mode(page, label_prefix: str) -> None:
     assert option.locator("input").is_checked()
 
 
+@pytest.mark.browser
 def test_chat_streams_and_citation_opens_passage(page, server):
     status = page.inner_text("#index-status")
     assert "1 document " in status and "multilingual-e5-small" in status, status
@@ -246,6 +270,7 @@ def test_chat_streams_and_citation_opens_passage(page, server):
     assert _source_rows(page).count() == 0
 
 
+@pytest.mark.browser
 def test_upload_markdown_then_ask_about_it(page, server):
     SHOTS.mkdir(parents=True, exist_ok=True)
     note = "# 蓝鹭机器人博览会\n\n蓝鹭机器人博览会每年十月在挪威特罗姆瑟举办。\n2025年的博览会展出了42台水下无人机。\n"
@@ -294,3 +319,103 @@ def test_upload_markdown_then_ask_about_it(page, server):
     assert (after["documents"], after["chunks"]) == (before["documents"], before["chunks"])
     assert not (server["seeds"] / "blank.md").exists()
     page.screenshot(path=str(SHOTS / "upload-error.png"), full_page=True)
+
+
+# ----------------------------------------------------------------- the same server through its APIs
+
+SHANGHAI_Q = "What did Shanghai announce in August?"
+
+
+def test_openai_client_gets_cited_answers(server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server["url"] + "/v1", api_key="unused", max_retries=0, timeout=300)
+    assert [m.id for m in client.models.list().data] == ["rag-assistant"]
+    resp = client.chat.completions.create(
+        model="rag-assistant", messages=[{"role": "user", "content": SHANGHAI_Q}], extra_body={"mode": "extractive"}
+    )
+    text = resp.choices[0].message.content
+    cites = resp.model_extra["citations"]
+    assert cites and f"[{cites[0]['n']}]" in text
+    original = (server["seeds"] / cites[0]["source"]).read_text("utf-8")
+    assert "上海" in original[cites[0]["start"]:cites[0]["end"]]
+
+    # streaming, in the server's default answer mode (the LLM when prepared)
+    parts, final = [], None
+    for chunk in client.chat.completions.create(
+        model="rag-assistant", messages=[{"role": "user", "content": "上海8月发布了什么？"}], stream=True
+    ):
+        if chunk.choices and chunk.choices[0].delta.content:
+            parts.append(chunk.choices[0].delta.content)
+        if chunk.model_extra and "citations" in chunk.model_extra:
+            final = chunk.model_extra
+    assert final is not None and parts
+    answer = final["rag"]["answer"]
+    assert "上海" in answer and final["citations"]
+    assert all(f"[{c['n']}]" in answer for c in final["citations"])
+
+
+def test_search_api_on_the_real_index(server):
+    r = httpx.post(server["url"] + "/api/search", json={"query": "上海8月发布了什么？", "k": 3}, timeout=60)
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    assert len(hits) == 3
+    original = (server["seeds"] / hits[0]["source"]).read_text("utf-8")
+    start, end = hits[0]["span"]
+    assert "上海" in "".join(h["text"] for h in hits)
+    assert 0 <= start < end <= len(original)
+    assert_bad = httpx.post(server["url"] + "/api/search", json={"query": "x", "k": 0}, timeout=30)
+    assert assert_bad.status_code == 400 and "k" in assert_bad.json()["error"]["message"]
+
+
+def test_gradio_client_through_the_page_api(server):
+    from gradio_client import Client
+
+    client = Client(server["url"] + "/", verbose=False)
+    chat, box, sources = client.predict("上海8月发布了什么？", [], "extractive", 5, api_name="/chat")
+    from ui.app import message_text
+
+    answer = message_text(chat[-1]["content"])
+    assert "上海" in answer and "#cite-0-1" in answer
+    assert sources["data"] and sources["data"][0][1] == SEED.name
+
+
+def test_traversal_upload_name_stays_in_seeds(server):
+    from gradio_client import Client
+
+    url = server["url"]
+    r = httpx.post(
+        url + "/gradio_api/upload",
+        files={"files": ("../../evil.md", "# 恶意\n\n这是一个测试文件。\n".encode(), "text/markdown")},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    fd = {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": "../../evil.md"}
+    base = server["base"]
+    before = set(base.parent.rglob("*evil*"))
+    status, msg, _ = Client(url + "/", verbose=False).predict([fd], api_name="/upload")
+    new = set(base.parent.rglob("*evil*")) - before
+    if "Not added" in msg:  # refused is fine ...
+        assert not new
+    else:  # ... and so is a safe name inside the documents folder
+        assert new and all(p.resolve().parent == server["seeds"].resolve() for p in new), (msg, new)
+
+
+def test_api_key_guards_v1_api_and_page(tmp_path):
+    """RAG_API_KEY set: no/wrong bearer -> 401 JSON; right one -> 200; the page asks for it."""
+    _require_models()
+    (tmp_path / "seeds").mkdir()
+    shutil.copy(SEED, tmp_path / "seeds" / SEED.name)
+    key = "test-key-123"
+    ok = {"Authorization": f"Bearer {key}"}
+    proc, url, log = _serve(tmp_path, _env(tmp_path, RAG_API_KEY=key), ready_path="/v1/models", headers=ok)
+    try:
+        for path, method in (("/v1/models", "GET"), ("/v1/chat/completions", "POST"), ("/api/search", "POST")):
+            for headers in ({}, {"Authorization": "Bearer nope"}):
+                r = httpx.request(method, url + path, json={"query": "x"}, headers=headers, timeout=30)
+                assert r.status_code == 401, (path, r.text)
+                assert "API key" in r.json()["error"]["message"]
+        assert httpx.get(url + "/v1/models", headers=ok, timeout=30).status_code == 200
+        assert httpx.get(url + "/config", timeout=30).status_code == 401  # the page needs the key too
+    finally:
+        _stop(proc, log)

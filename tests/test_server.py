@@ -628,3 +628,15 @@ def test_api_key_also_guards_the_page(seeds):
             Client(url + "/", verbose=False).predict(SHANGHAI_Q, [], "auto", 5, api_name="/chat")
         chat, _, _ = Client(url + "/", auth=("anyone", "k3y"), verbose=False).predict(SHANGHAI_Q, [], "auto", 5, api_name="/chat")
         assert "上海" in _last_assistant_text(chat)
+
+
+def test_unknown_api_paths_are_json_even_with_the_page_mounted(ui_server):
+    url, _ = ui_server
+    body = assert_json_error(httpx.get(url + "/v1/nothing-here"), 404)
+    assert body["error"]["code"] == "not_found"
+    r = httpx.get(url + "/v1/chat/completions")
+    assert_json_error(r, 405)
+    assert r.headers["allow"] == "POST"
+    assert_json_error(httpx.get(url + "/api/search"), 405)
+    assert_json_error(httpx.delete(url + "/api/whatever"), 404)
+    assert httpx.get(url + "/").status_code == 200  # the page is still there
