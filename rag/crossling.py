@@ -299,6 +299,8 @@ _GLOSSARY: dict[str, list[str]] = {
     "driven": ["驱动"],
     "drive": ["驱动"],
     "focus": ["聚焦", "重点"],
+    "focus on": ["聚焦", "重点"],
+    "focuses on": ["聚焦", "重点"],
     "area": ["领域", "区域"],
     "field": ["领域"],
     "sector": ["行业", "领域"],
@@ -312,7 +314,8 @@ for _i, (_w, _z) in enumerate(
     zip("one two three four five six seven eight nine ten".split(), "一二三四五六七八九十"),
     start=1,
 ):
-    _GLOSSARY[_w] = [str(_i), _z]
+    # "五大" ("the five major ...") is how Chinese policy text counts areas
+    _GLOSSARY[_w] = [str(_i), _z] + ([f"{_z}大"] if _i >= 2 else [])
 for _i, _m in enumerate(_MONTHS, start=1):
     _GLOSSARY[_m] = [f"{_i}月"]
 _GLOSSARY["sept"] = ["9月"]
