@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                 latencies.append(dt)
                 if not cites:
                     no_citation += 1
+                done = len(latencies) + len(errors)
+                if done % 20 == 0:
+                    print(f"  {done}/{args.requests} done ({len(errors)} errors)", file=sys.stderr, flush=True)
         except Exception as exc:  # counted, reported, never retried
             with lock:
                 errors.append(f"#{i} {q!r}: {type(exc).__name__}: {str(exc)[:200]}")

@@ -624,6 +624,9 @@ def test_api_key_also_guards_the_page(seeds):
     with live_server(create_app(fake, make_settings(seeds, api_key="k3y"))) as url:
         assert httpx.post(url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "q"}]}).status_code == 401
         assert httpx.get(url + "/config").status_code == 401
+        up = httpx.post(url + "/gradio_api/upload", files={"files": ("a.md", b"# a\n", "text/markdown")})
+        assert up.status_code == 401
+        assert not (seeds / "a.md").exists()
         with pytest.raises(Exception):
             Client(url + "/", verbose=False).predict(SHANGHAI_Q, [], "auto", 5, api_name="/chat")
         chat, _, _ = Client(url + "/", auth=("anyone", "k3y"), verbose=False).predict(SHANGHAI_Q, [], "auto", 5, api_name="/chat")

@@ -327,6 +327,7 @@ def build_ui(assistant: Any, settings: Settings) -> gr.Blocks:
                 lines.append(f"**Added** `{name}`: {summary}")
             except UserError as exc:
                 lines.append(f"**Not added** `{name}`: {exc}")
+                gr.Warning(f"{name} was not added: {exc}")
             except Exception as exc:
                 log.exception("upload of %s failed", name)
                 lines.append(
@@ -406,6 +407,12 @@ def build_ui(assistant: Any, settings: Settings) -> gr.Blocks:
         question.submit(chat, chat_inputs, chat_outputs, api_name="chat")
         send.click(chat, chat_inputs, chat_outputs, api_visibility="private")
         clear.click(
+            clear_chat,
+            None,
+            [chatbot, question, sources, turns_state, viewer_title, viewer],
+            api_visibility="private",
+        )
+        chatbot.clear(  # the chat's own trash icon clears sources and passage too
             clear_chat,
             None,
             [chatbot, question, sources, turns_state, viewer_title, viewer],
