@@ -271,3 +271,32 @@ def test_translate_query():
     assert translate_query(Q_EN, ScriptedLLM(["What did Shanghai announce?"])) is None
     assert translate_query(Q_EN, None) is None
     assert translate_query(Q_EN, BrokenLLM([])) is None
+
+
+def test_missing_quantities_english_translates_the_passage_sentence():
+    first = "In August, Shanghai released the Implementation Plan for Accelerating AI+ Manufacturing [1]."
+    translated = ("In August, Shanghai launched the AI+ Manufacturing Implementation Plan, which aims to "
+                  "bring intelligent applications to 3,000 manufacturing enterprises.")
+    llm = ScriptedLLM([first, translated])
+    deltas, finals, _ = run_stream(LLMAnswerer(llm, FakeExtractive()), Q_EN, article_hits(), "en")
+    assert finals[0].text == translated[:-1] + " [1]."
+    assert "".join(deltas) == first  # streamed text is replaced by the final Answer
+    assert llm.calls == 2 and "3000家" in llm.prompts[1] and "Translate" in llm.prompts[1]
+    # a translation that invents a number is dropped, the checked answer stays
+    llm = ScriptedLLM([first, "It targets 7,777 firms."])
+    assert LLMAnswerer(llm, FakeExtractive()).answer(Q_EN, article_hits(), "en").text == first
+
+
+def test_missing_quantities_chinese_asks_once_and_appends():
+    first = "上海推出了《上海市加快推動“AI+製造”發展的實施方案》[1]。"
+    extra = "目標是推動3000家製造業企業實現智能化應用[1]。"
+    llm = ScriptedLLM([first, extra])
+    deltas, finals, _ = run_stream(LLMAnswerer(llm, FakeExtractive()), "上海8月發布了什麼？", article_hits(), "zh-Hant")
+    assert finals[0].text == first + extra == "".join(deltas)
+    assert "段落[1]" in llm.prompts[1]
+
+
+def test_invented_year_after_a_month_is_dropped():
+    c = check_answer("Wenzhou unveiled the first city AI bureau in September 2021 [3].", article_hits(),
+                     "When was Wenzhou's AI bureau unveiled?", "en")
+    assert c.ok and c.text == "Wenzhou unveiled the first city AI bureau in September [3]."
