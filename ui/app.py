@@ -254,7 +254,7 @@ def build_ui(assistant: Any, settings: Settings) -> gr.Blocks:
             {"role": "user", "content": question},
             {"role": "assistant", "content": "…"},
         ]
-        yield history, "", gr.skip(), turns
+        yield history, "", [], turns  # the previous answer's sources go away
         shown = ""
         final: Answer | None = None
         try:
