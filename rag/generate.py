@@ -94,14 +94,19 @@ EXAMPLES = {
          "Zhang Wei, the mayor, said Kunming will keep expanding the computing centre it builds "
          "with Yunnan Power Grid [2]."),
     ],
+    "zh-Hans": [
+        ("杭州3月发布了什么？",
+         "杭州3月发布了《杭州市机器人产业发展规划》，计划到2027年培育50家龙头企业，产值达到1.2万亿元[1]。"),
+        ("谁说昆明将继续扩大算力中心？", "昆明市长张伟表示，将继续扩大依托云南电网建设的算力中心[2]。"),
+    ],
 }
 
 QUESTION_LABEL = {"en": "Question", "zh-Hans": "问题", "zh-Hant": "問題"}
 
 REMINDER = {
     "en": "Answer in English:",
-    "zh-Hans": "用简体中文回答并标注[n]，或回复 NO_ANSWER。",
-    "zh-Hant": "用繁體中文回答並標註[n]，或回覆 NO_ANSWER。",
+    "zh-Hans": "用简体中文回答，并标注[n]：",
+    "zh-Hant": "用繁體中文回答，並標註[n]：",
 }
 
 # why an answer was rejected, in words for the retry prompt (per language) and the notice
@@ -479,7 +484,8 @@ def build_messages(question: str, hits: Sequence[Hit], lang: str) -> list[Any]:
 
     lang = _norm_lang(lang)
     messages = [ChatMessage(role="system", content=SYSTEM[lang])]
-    for q, a in EXAMPLES.get(lang, []):
+    examples = EXAMPLES.get(lang) or [(to_script(q, lang), to_script(a, lang)) for q, a in EXAMPLES["zh-Hans"]]
+    for q, a in examples:
         messages.append(ChatMessage(role="user", content=_user_message(q, EXAMPLE_PASSAGES, lang)))
         messages.append(ChatMessage(role="assistant", content=a))
     passages = [trim_passage(h.chunk.text).replace("</passages>", "") for h in hits]

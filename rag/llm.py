@@ -38,6 +38,7 @@ MODEL_LABEL = "qwen2.5-coder-1.5b-instruct q4_k_m"
 STOP = ["<|im_end|>", "<|endoftext|>", "<|im_start|>"]
 PREPARE_HINT = "run `rag models prepare`"
 _CHUNK = 8 * 1024 * 1024
+PROMPT_CACHE_BYTES = 1 << 30
 
 
 # --------------------------------------------------------------------------- prepare
@@ -309,7 +310,7 @@ def _make_llama_cpp(settings: Settings) -> LLM:
 
             return gen()
 
-    return LockedLlamaCPP(
+    llm = LockedLlamaCPP(
         model_path=str(settings.gguf_path),
         temperature=0.0,
         max_new_tokens=settings.llm_max_tokens,
@@ -325,3 +326,13 @@ def _make_llama_cpp(settings: Settings) -> LLM:
         completion_to_prompt=chatml_completion,
         verbose=False,
     )
+    # Keep the evaluated prompt states of recent calls, so each language's constant prefix
+    # (system prompt + worked examples, ~110-460 tokens) is evaluated once, not again every
+    # time the language (or a rewrite/translation call) alternates.
+    try:
+        from llama_cpp import LlamaRAMCache
+
+        llm._model.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
+    except Exception:  # pragma: no cover - an optimisation only
+        pass
+    return llm
