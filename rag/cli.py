@@ -86,19 +86,25 @@ def cmd_ask(args) -> int:
         ans = assistant.ask(args.question, k=args.k, mode=args.mode)
         print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))
         return 0
-    streamed = []
+    final = stream_answer(assistant.stream(args.question, k=args.k, mode=args.mode), console)
+    if final.notice:
+        _console(stderr=True).print(f"[dim]note: {final.notice}[/dim]")
+    return 0
+
+
+def stream_answer(items, console) -> Answer:
+    """Print text deltas as they come, then the checked answer's citations."""
+    streamed: list[str] = []
     final = None
-    for item in assistant.stream(args.question, k=args.k, mode=args.mode):
+    for item in items:
         if isinstance(item, Answer):
             final = item
         else:
             streamed.append(item)
             console.print(item, end="", markup=False, soft_wrap=True)
     console.print()
-    if final.notice:
-        _console(stderr=True).print(f"[dim]note: {final.notice}[/dim]")
     print_answer(final, console, "".join(streamed))
-    return 0
+    return final
 
 
 def cmd_chat(args) -> int:
@@ -122,15 +128,7 @@ def cmd_chat(args) -> int:
             history.clear()
             continue
         try:
-            streamed, final = [], None
-            for item in assistant.stream(q, k=args.k, history=history, mode=args.mode):
-                if isinstance(item, Answer):
-                    final = item
-                else:
-                    streamed.append(item)
-                    console.print(item, end="", markup=False, soft_wrap=True)
-            console.print()
-            print_answer(final, console, "".join(streamed))
+            final = stream_answer(assistant.stream(q, k=args.k, history=history, mode=args.mode), console)
             history.append((q, final.text))
         except UserError as exc:
             console.print(f"[red]error:[/red] {exc}")
