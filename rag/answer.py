@@ -23,11 +23,12 @@ REFUSALS = {
     "zh-Hant": "文件中沒有找到這個問題的答案。",
 }
 _LEADS = {
-    "en": "From the documents (quoted in the original Chinese):",
+    "en": "From the documents:",
     "zh-Hans": "根据文档：",
     "zh-Hant": "根據文件：",
 }
 _NUM_RE = re.compile(r"\d+(?:\.\d+)?")
+_CJK_RE = re.compile(r"[\u3400-\u9fff]")
 
 
 # Words that frame a Chinese question without naming what it is about
@@ -63,7 +64,10 @@ _TYPE_PATTERNS = {
 }
 _HAS_TYPE = {
     "number": re.compile(r"\d|[一二两三四五六七八九十百千万亿]+[个家台倍年成%]|百分之|[百千万亿]"),
-    "time": re.compile(r"\d{4}年|\d{1,2}月|[今去明前]年|[一二三四五六七八九十]+月|\d{4}"),
+    "time": re.compile(
+        r"\d{4}年|\d{1,2}月|[今去明前]年|[一二三四五六七八九十]+月|\d{4}|"
+        r"\b(january|february|march|april|may|june|july|august|september|october|november|december|spring|summer|autumn|winter)\b"
+    ),
 }
 _YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
 _ENTITY_POS = ("ns", "nr", "nt", "nrt", "nz")
@@ -131,6 +135,7 @@ class QuestionNeeds:
     years: set[str]
     nouns: list[list[str]]  # other content terms (alternatives each)
     english: bool = False
+    english_words: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -217,7 +222,8 @@ class ExtractiveAnswerer:
                 elif w.flag.startswith("n"):
                     nouns.append(word)
         noun_groups += [[n] for n in nouns]
-        return QuestionNeeds(expected_type(question), entities, set(_YEAR_RE.findall(q)), noun_groups, lang == "en")
+        words = [t for t in tokenize(question) if t.isascii() and t.isalpha() and len(t) > 2] if lang == "en" else []
+        return QuestionNeeds(expected_type(question), entities, set(_YEAR_RE.findall(q)), noun_groups, lang == "en", words)
 
     def _meets(self, needs: QuestionNeeds, hit: Hit) -> bool:
         text = to_simplified(f"{hit.chunk.heading} {hit.chunk.text}").lower()
@@ -227,7 +233,10 @@ class ExtractiveAnswerer:
         # paraphrase ("文件" for the title of a plan) is too likely to judge by.
         # English terms are bridged alternatives, so any count is judged.
         enough = len(needs.nouns) >= (1 if needs.english else 2)
-        if enough and sum(any(a in text for a in g) for g in needs.nouns) / len(needs.nouns) < self.min_noun_share:
+        share = sum(any(a in text for a in g) for g in needs.nouns) / len(needs.nouns) if needs.nouns else 1.0
+        if needs.english_words:  # an English passage answers in the question's own words
+            share = max(share, sum(w in text for w in needs.english_words) / len(needs.english_words))
+        if enough and share < self.min_noun_share:
             return False  # the passage is about the names asked, not the thing asked
         years = set(_YEAR_RE.findall(text))
         if needs.years and years and not (needs.years & years):
@@ -274,8 +283,8 @@ class ExtractiveAnswerer:
         scored.sort(key=lambda s: -s[0])
         picked = []
         for score, hi, a, sent in scored:
-            if score <= 0.15 and picked:
-                break
+            if picked and (score <= 0.15 or score < 0.5 * scored[0][0]):
+                break  # a second sentence only when it is nearly as relevant
             picked.append((hi, a, sent))
             if len(picked) >= self.max_sentences:
                 break
@@ -301,6 +310,8 @@ class ExtractiveAnswerer:
                 )
             parts.append(f"{to_script(sent, lang)}[{numbers[hi]}]")
         lead = _LEADS.get(lang, _LEADS["en"])
+        if lang == "en" and any(_CJK_RE.search(sent) for _, sent in picked):
+            lead = "From the documents (quoted in the original Chinese):"
         sep = " " if lang == "en" else ""
         text = lead + (" " if lang == "en" else "") + sep.join(parts)
         return Answer(text, False, citations, question, lang=lang, mode=self.mode, hits=hits)

@@ -71,3 +71,14 @@ def test_traversal_names_stay_inside_seeds(assistant):
     seeds = assistant.settings.seeds_dir
     assert (seeds / "evil.md").is_file()
     assert not (seeds.parent / "evil.md").exists() and not (seeds.parent.parent / "evil.md").exists()
+
+
+def test_english_document_answers_english_question(assistant):
+    assistant.add_document(
+        "fair.md",
+        b"# Blue Heron Robotics Fair\n\nThe Blue Heron Robotics Fair takes place in Tromso every March. "
+        b"It shows underwater drones built by local students.\n",
+    )
+    ans = assistant.ask("When does the Blue Heron Robotics Fair take place?")
+    assert not ans.refused and ans.citations[0].source == "fair.md"
+    assert "March" in ans.text and "original Chinese" not in ans.text
