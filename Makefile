@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run chat test setup install models index eval bench clean-index
+.PHONY: run chat test setup install models index eval load latency clean-index
 
 run: setup
 	$(BIN)/rag serve
@@ -44,6 +44,12 @@ index: models
 
 eval: setup
 	$(BIN)/rag eval
+
+load: setup
+	$(BIN)/python bench/load.py --requests 200 --concurrency 8 --mode extractive
+
+latency: setup
+	$(BIN)/python bench/answer_latency.py
 
 clean-index:
 	rm -rf index/build-* index/CURRENT
