@@ -242,7 +242,7 @@ class ExtractiveAnswerer:
         if needs.years and years and not (needs.years & years):
             return False  # the passage is about another year
         if needs.kind == "person":
-            return _has_person(hit.chunk.text if not text else text)
+            return _has_person(text)
         if needs.kind in _HAS_TYPE:
             return bool(_HAS_TYPE[needs.kind].search(text))
         return True

@@ -13,6 +13,7 @@ from typing import Iterator
 from rag.settings import Settings, offline_environment
 from rag.types import Answer, Hit, UserError
 
+MAX_K = 50  # passages per question, for every entry point (CLI, API, page)
 _SAFE_NAME_RE = re.compile(r"[^\w.\-\u3400-\u9fff]+")
 
 
@@ -65,8 +66,7 @@ class Assistant:
             return self._searcher
 
     def _update_corpus_stats(self) -> None:
-        from rag.retrieval import tokenize  # noqa: F401  (same tokenizer as the keyword index)
-
+        # The extractive answerer weighs query terms by the keyword index's own tokens.
         self.extractive.corpus_tokens = [set(t) for t in self._searcher.keyword.tokens]
 
     def index(self, rebuild: bool = False, console=None):
@@ -168,12 +168,7 @@ class Assistant:
         return make_answerer(settings, self.extractive)
 
     def _answerer_for(self, mode: str | None):
-        if mode is None:
-            return self.answerer
-        if mode == "extractive":
-            return self.extractive
-        ans = self.answerer
-        return ans if ans.mode == "llm" else ans
+        return self.extractive if mode == "extractive" else self.answerer
 
     def llm_status(self) -> str:
         try:
@@ -244,6 +239,6 @@ def _check_question(question: str) -> str:
 
 
 def _check_k(k) -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 50:
-        raise UserError(f"k must be an integer from 1 to 50, not {k!r}")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise UserError(f"k must be an integer from 1 to {MAX_K}, not {k!r}")
     return k

@@ -212,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     offline_environment()
     args = build_parser().parse_args(argv)
-    if getattr(args, "k", None) is not None and not 1 <= args.k <= 50:
-        print(f"error: -k must be from 1 to 50, not {args.k}", file=sys.stderr)
+    from rag.assistant import MAX_K
+
+    if getattr(args, "k", None) is not None and not 1 <= args.k <= MAX_K:
+        print(f"error: -k must be from 1 to {MAX_K}, not {args.k}", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
         return args.func(args)

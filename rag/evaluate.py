@@ -101,11 +101,11 @@ def summarize(rows: list[dict]) -> dict:
         "n": len(rows),
         "answerable": len(ans),
         "unanswerable": len(un),
-        "hit@1": mean([r["_rank"] is not None and r["_rank"] <= 1 for r in ans]),
-        "hit@3": mean([r["_rank"] is not None and r["_rank"] <= 3 for r in ans]),
-        "hit@5": mean([r["_rank"] is not None and r["_rank"] <= 5 for r in ans]),
-        "mrr": mean([1.0 / r["_rank"] if r["_rank"] else 0.0 for r in ans]),
-        "fact_accuracy": mean([r["_facts_ok"] for r in ans]),
+        "hit@1": mean([r["evidence_rank"] is not None and r["evidence_rank"] <= 1 for r in ans]),
+        "hit@3": mean([r["evidence_rank"] is not None and r["evidence_rank"] <= 3 for r in ans]),
+        "hit@5": mean([r["evidence_rank"] is not None and r["evidence_rank"] <= 5 for r in ans]),
+        "mrr": mean([1.0 / r["evidence_rank"] if r["evidence_rank"] else 0.0 for r in ans]),
+        "fact_accuracy": mean([r["facts_ok"] for r in ans]),
         "refusal_accuracy": mean([r["refused"] for r in un]),
         "false_refusal_rate": mean([r["refused"] for r in ans]),
         "english_answer_share": mean([answered_in_english(r["answer"]) for r in en]),
@@ -153,8 +153,6 @@ def run_eval(assistant, file, out_dir, mode: str | None = None, console=None) ->
                     "latency_ms": round(latency, 1),
                     "evidence_rank": rank,
                     "facts_ok": it.answerable and not ans.refused and facts_ok(ans.text, it.answer_must),
-                    "_rank": rank,
-                    "_facts_ok": it.answerable and not ans.refused and facts_ok(ans.text, it.answer_must),
                 }
             )
             if progress:
@@ -165,9 +163,6 @@ def run_eval(assistant, file, out_dir, mode: str | None = None, console=None) ->
     summary = {"mode": rows[0]["mode"] if rows else mode, "overall": summarize(rows), "by_lang": {}}
     for lang in sorted({r["lang"] for r in rows}):
         summary["by_lang"][lang] = summarize([r for r in rows if r["lang"] == lang])
-    for r in rows:
-        r.pop("_rank")
-        r.pop("_facts_ok")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = {"summary": summary, "questions": rows}

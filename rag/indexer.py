@@ -152,7 +152,7 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
             report.embedded += len(batch)
             progress.advance(task, len(batch))
         store.delete(stale)
-        files = {s: h for s, h in shas.items()}
+        files = dict(shas)
         for src in failed:
             if src in store.manifest.files:
                 files[src] = store.manifest.files[src]

@@ -85,11 +85,11 @@ def bridge(question: str) -> list[str]:
     return bridge_terms(question)
 
 
-def query_tokens(question: str) -> list[str]:
+def query_tokens(question: str, terms: list[str] | None = None) -> list[str]:
     """Keyword query: the question's own tokens, plus Chinese bridge terms
-    when the question is English."""
+    when the question is English (pass `terms` when already bridged)."""
     toks = tokenize(question)
-    for term in bridge(question):
+    for term in bridge(question) if terms is None else terms:
         toks.extend(tokenize(term))
     return toks
 
@@ -141,7 +141,7 @@ class Searcher:
         if terms:
             queries.append((" ".join(terms), s.bridge_dense_weight))
         vecs = self.embedder.embed_queries([q for q, _ in queries])
-        kw = keyword.scores(query_tokens(question))
+        kw = keyword.scores(query_tokens(question, terms))
         kw_order = [int(i) for i in np.argsort(-kw)[: s.keyword_candidates] if kw[i] > 0]
         fused: dict[str, float] = {}
         dense_score: dict[str, float] = {}

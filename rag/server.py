@@ -37,12 +37,12 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
+from rag.assistant import MAX_K  # noqa: E402
 from rag.types import Answer, UserError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 MODEL_ID = "rag-assistant"
-MAX_K = 50
 PROTECTED_PREFIXES = ("/v1", "/api")
 
 
