@@ -264,9 +264,10 @@ class ExtractiveAnswerer:
         passing = [i for i, h in enumerate(hits[:3]) if self._meets(needs, h)]
         return Support(best, dense, passing, "" if passing else f"no passage has the {needs.kind or 'names'} asked for")
 
-    def _pick_sentences(self, question: str, hits: list[Hit], allowed: list[int]) -> list[tuple[int, str]]:
-        """(hit index, sentence) pairs, best first, from the passages that
-        meet the question's needs."""
+    def pick_spans(self, question: str, hits: list[Hit], allowed: list[int]) -> list[tuple[int, int, int]]:
+        """(hit index, start, end) of the best sentences, from the passages that meet the
+        question's needs: a second sentence only when it is nearly as relevant. Document order
+        within a passage. The LLM answerer builds its passages around these."""
         q = set(query_tokens(question))
         scored = []
         for hi, h in enumerate(hits[:3]):
@@ -279,18 +280,21 @@ class ExtractiveAnswerer:
                 overlap = len(q & toks) / (len(q) or 1)
                 nums = set(_NUM_RE.findall(question)) & set(_NUM_RE.findall(sent))
                 score = overlap + 0.2 * len(nums) + 0.15 * (1.0 / (hi + 1))
-                scored.append((score, hi, a, sent))
+                scored.append((score, hi, a, b))
         scored.sort(key=lambda s: -s[0])
         picked = []
-        for score, hi, a, sent in scored:
+        for score, hi, a, b in scored:
             if picked and (score <= 0.15 or score < 0.5 * scored[0][0]):
                 break  # a second sentence only when it is nearly as relevant
-            picked.append((hi, a, sent))
+            picked.append((hi, a, b))
             if len(picked) >= self.max_sentences:
                 break
-        # Keep document order within the same passage for readability.
-        picked.sort(key=lambda p: (p[0], p[1]))
-        return [(hi, sent) for hi, _, sent in picked]
+        picked.sort()
+        return picked
+
+    def _pick_sentences(self, question: str, hits: list[Hit], allowed: list[int]) -> list[tuple[int, str]]:
+        """(hit index, sentence) pairs of `pick_spans`."""
+        return [(hi, hits[hi].chunk.text[a:b]) for hi, a, b in self.pick_spans(question, hits, allowed)]
 
     def answer(self, question: str, hits: list[Hit], lang: str) -> Answer:
         sup = self.support(question, hits)

@@ -2,23 +2,33 @@
 
 Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
 
-1. At most `MAX_PASSAGES` hits, each trimmed to `PASSAGE_CHARS`, are numbered
-   [1]..[k] and wrapped in <passages>...</passages>. The system prompt (in the
-   question's language) says passages are data and instructions inside them
-   are ignored; the model answers in 1-3 sentences with [n] after each fact, or
-   outputs the token NO_ANSWER.
-2. The reply is checked (`check_answer`): a refusal token becomes the localised
-   refusal (refused=True); otherwise the answer must cite at least one passage,
-   only passages 1..k, say more than the citation, be in the question's
-   language, state no number absent from the passages and the question, and
-   overlap the cited passages when it has anything checkable (numbers, Chinese
-   text, Latin names).
-3. A rejected reply is retried once: the rejected answer and a stricter
-   instruction naming the fault are appended to the same chat (the prompt prefix
-   is then already in llama.cpp's cache). A second rejection falls back to the
-   extractive answer, with a notice saying why.
-4. Chinese answers are converted to the question's script (simplified or
-   traditional) with OpenCC.
+1. The extractive answerer's gate (`support`) decides whether the passages hold
+   what the question asks for; if not, the reply is the localised refusal and
+   the model is not called. Otherwise it picks the evidence sentences
+   (`pick_spans`).
+2. The model reads numbered passages [1]..[k] in <passages>...</passages>:
+   for Chinese questions at most `MAX_PASSAGES` windows of `PASSAGE_CHARS`
+   starting at the evidence; for English questions only the evidence
+   sentences, in simplified script, with people's names in pinyin and 亿/万
+   amounts in English beside them. The system prompt (in the question's
+   language) says passages are data and instructions inside them are ignored;
+   the model answers in 1-3 sentences with [n] after each fact, or outputs the
+   token NO_ANSWER.
+3. The reply is checked (`check_answer`): the answer must cite at least one
+   passage, only passages 1..k, say more than the citation, be in the
+   question's language, state no number absent from the passages and the
+   question, and overlap the cited passages when it has anything checkable
+   (numbers, Chinese text, Latin names). A rejected reply is retried once with
+   the fault named (same chat, so the prompt prefix is in llama.cpp's cache).
+4. An English answer is followed by the evidence sentence translated
+   (`QUOTE_LEAD`): the small model's own answer is short but sometimes vague,
+   its translation keeps the facts. A Chinese answer that leaves out the
+   passage's numbers gets one follow-up asking for them.
+5. When the model says NO_ANSWER although the gate found evidence (on the
+   eval sets every such refusal was wrong), or its reply fails twice, the
+   evidence answers: translated for English, the extractive answer for
+   Chinese, with a notice saying why.
+6. Chinese answers are converted to the question's script with OpenCC.
 
 Streaming: `stream()` yields text deltas as the model produces them (converted
 to the question's script; a leading NO_ANSWER is held back and replaced by the
@@ -44,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from rag.settings import Settings
 
-MAX_PASSAGES = 4
+MAX_PASSAGES = 3
 PASSAGE_CHARS = 220
 NO_ANSWER = "NO_ANSWER"
 
@@ -136,6 +146,10 @@ REASONS = {
         "zh": "内容在所标注的段落里找不到",
     },
     "empty": {"en": "it is empty", "zh": "回答是空的"},
+    "model_refused": {
+        "en": "the model said the passages do not answer, but they hold what the question asks for",
+        "zh": "模型说段落不能回答，但段落包含问题所问的内容",
+    },
 }
 
 RETRY = {
@@ -380,8 +394,11 @@ def is_refusal(text: str) -> bool:
     return not cited_numbers(normalize_citations(text)) and any(p in low for p in _REFUSAL_PHRASES)
 
 
-def check_answer(text: str, hits: Sequence[Hit], question: str, lang: str) -> Check:
-    """Is this model reply acceptable for these passages? See the module docstring."""
+def check_answer(text: str, hits: Sequence[Hit], question: str, lang: str,
+                 shown: Sequence[str] | None = None) -> Check:
+    """Is this model reply acceptable for these passages? See the module docstring.
+    `shown` are the passage texts the model read (with their English aids), checked
+    together with the chunks."""
     lang = _norm_lang(lang)
     raw = (text or "").strip()
     if not raw:
@@ -390,6 +407,8 @@ def check_answer(text: str, hits: Sequence[Hit], question: str, lang: str) -> Ch
         return Check(True, refused=True, text=REFUSAL[lang])
     norm = move_leading_citations(normalize_citations(raw.replace(NO_ANSWER, "")).strip())
     passages = [h.chunk.text for h in hits]
+    if shown is not None:
+        passages = [f"{s} {p}" for s, p in zip(shown, passages)]
     k = len(hits)
     cited = cited_numbers(norm)
     if any(n < 1 or n > k for n in cited):
@@ -409,6 +428,8 @@ def check_answer(text: str, hits: Sequence[Hit], question: str, lang: str) -> Ch
     body = _strip_citations(norm)
     if numbers(body) - allowed_numbers:
         return Check(False, "unsupported_number", text=norm, cited=cited)
+    if lang == "en" and amounts(body) - set().union(amounts(question), *(amounts(p) for p in passages)):
+        return Check(False, "unsupported_number", text=norm, cited=cited)  # "3000 billion" from 3000家
     cited_text = " ".join(passages[n - 1] for n in cited)
     if evidence(body, cited_text, lang) <= 0:
         return Check(False, "unsupported", text=norm, cited=cited)
@@ -439,20 +460,13 @@ def missing_quantities(answer: str, passage: str) -> bool:
 
 
 ADD_NUMBERS = {
-    "en": "Also give, in one English sentence, the numbers that passage [{n}] states about this "
-          "(targets, amounts), and end it with [{n}].",
     "zh-Hans": "再用一句简体中文补充段落[{n}]中与此有关的数字（目标、数量），句末标注[{n}]。",
     "zh-Hant": "再用一句繁體中文補充段落[{n}]中與此有關的數字（目標、數量），句末標註[{n}]。",
 }
-TRANSLATE_SENTENCE = "Translate the Chinese text into English. Output only the English translation."
-
-
-def _sentence_with_quantity(passage: str) -> str:
-    """The sentence (。！？；) of `passage` holding its first non-date number, else the passage."""
-    for m in re.finditer(r"[^。！？；!?;]+[。！？；!?;]?", passage):
-        if _QTY_RE.search(_DATE_NUM_RE.sub(" ", m.group(0))):
-            return m.group(0).strip()
-    return passage
+# The text is repeated: "translate passage [1]" alone made the model translate the worked
+# example's passage [1].
+TRANSLATE_FOLLOW = ("Now translate this text from passage [{n}] into English, completely, keeping every "
+                    "name, title and number. Output only the translation.\n\n{text}")
 
 
 _WHAT_RE = re.compile(r"^\s*what\b|什么|什麼|哪些", re.IGNORECASE)
@@ -470,6 +484,122 @@ def trim_passage(text: str, limit: int = PASSAGE_CHARS) -> str:
     return head.rstrip() + "…"
 
 
+def passage_window(text: str, spans: Sequence[tuple[int, int]], limit: int = PASSAGE_CHARS) -> str:
+    """What the model reads of a passage: the evidence sentences (`spans`, offsets into
+    `text`), then the sentences after them, then those before, while within `limit`
+    characters. A 1.5B model answers from what is in front of it: a window that starts at
+    the answer beats the chunk's first 220 characters, and a short prompt is a fast one."""
+    from rag.chunking import split_sentences
+
+    if not spans:
+        return trim_passage(text, limit)
+    sents = split_sentences(text)
+    a0, b0 = min(a for a, _ in spans), max(b for _, b in spans)
+    inside = [i for i, (a, b) in enumerate(sents) if b > a0 and a < b0]
+    if not inside:
+        return trim_passage(text, limit)
+    lo, hi = inside[0], inside[-1]
+    size = sents[hi][1] - sents[lo][0]
+    while hi + 1 < len(sents) and size + (sents[hi + 1][1] - sents[hi][1]) <= limit:
+        hi += 1
+        size = sents[hi][1] - sents[lo][0]
+    while lo > 0 and size + (sents[lo][0] - sents[lo - 1][0]) <= limit:
+        lo -= 1
+        size = sents[hi][1] - sents[lo][0]
+    return " ".join(text[sents[lo][0]:sents[hi][1]].split())
+
+
+_MAGNITUDE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(万亿|萬億|亿|億|万|萬)(?![\(（])")
+_MAGNITUDE = {"万亿": 10**12, "萬億": 10**12, "亿": 10**8, "億": 10**8, "万": 10**4, "萬": 10**4}
+
+
+def _english_amount(value: float) -> str:
+    for size, word in ((10**12, "trillion"), (10**9, "billion"), (10**6, "million")):
+        if value >= size:
+            return f"{value / size:,.3f}".rstrip("0").rstrip(".") + f" {word}"
+    return f"{value:,.0f}"
+
+
+_EN_AMOUNT_RE = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(trillion|billion|million)\b", re.IGNORECASE)
+_EN_SIZE = {"trillion": 10**12, "billion": 10**9, "million": 10**6}
+
+
+def amounts(text: str) -> set[int]:
+    """Amounts stated with a magnitude, in units: "154 billion" and "1540亿" -> 154000000000.
+    `numbers()` is loose on purpose (3000 matches 3,000); this is the strict check an
+    English answer's billions must pass, since the model turns 3000家 into "3000 billion"."""
+    out = set()
+    for m in _EN_AMOUNT_RE.finditer(text):
+        out.add(round(float(m.group(1).replace(",", "")) * _EN_SIZE[m.group(2).lower()]))
+    text = unicodedata.normalize("NFKC", text)
+    for m in _MAGNITUDE_RE.finditer(text):
+        out.add(round(float(m.group(1)) * _MAGNITUDE[m.group(2)]))
+    for m in _CN_MAGNITUDE_RE.finditer(text):
+        value = _cn_int(m.group(1))
+        if value:
+            out.add(value * _MAGNITUDE[m.group(2)])
+    return out
+
+
+_CN_MAGNITUDE_RE = re.compile(r"(?<![\d.])([一二两三四五六七八九十百千]+)(万亿|萬億|亿|億|万|萬)")
+_CN_DIGIT = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_UNIT = {"十": 10, "百": 100, "千": 1000}
+
+
+def _cn_int(text: str) -> int:
+    """"百" -> 100, "三千" -> 3000, "十五" -> 15 (below 万; larger units are the caller's)."""
+    total, digit = 0, 0
+    for ch in text:
+        if ch in _CN_DIGIT:
+            digit = _CN_DIGIT[ch]
+        else:
+            total += (digit or 1) * _CN_UNIT[ch]
+            digit = 0
+    return total + digit
+
+
+def english_magnitudes(text: str) -> str:
+    """"1540亿美元" -> "1540亿(154 billion)美元". The small model renders 亿 as "billion"
+    digit for digit (1540 billion); done by hand because no library says 亿 in English."""
+
+    def repl(m: re.Match[str]) -> str:
+        value = float(m.group(1)) * _MAGNITUDE[m.group(2)]
+        return f"{m.group(0)}({_english_amount(value)})"
+
+    return _MAGNITUDE_RE.sub(repl, text)
+
+
+def english_names(text: str) -> str:
+    """"陈刚" -> "陈刚(Chen Gang)" for people's names (jieba's nr tag), in pypinyin's
+    romanisation: the model otherwise invents a transliteration ("Chen Guangming")."""
+    try:
+        from pypinyin import lazy_pinyin
+
+        from rag.answer import _posseg
+    except ImportError:  # pragma: no cover - both are dependencies
+        return text
+    import jieba
+
+    freq = jieba.dt.FREQ
+    out = []
+    for w in _posseg().cut(text):
+        word = w.word
+        # jieba tags common words nr too (智能化, 高水平); a person's name is rare in its dictionary
+        if (w.flag in ("nr", "nrfg") and 2 <= len(word) <= 4 and all(_is_cjk(c) for c in word)
+                and (freq.get(word) or 0) < 10):
+            syl = lazy_pinyin(word)
+            name = f"{syl[0].capitalize()} {''.join(syl[1:]).capitalize()}"
+            word = f"{word}({name})"
+        out.append(word)
+    return "".join(out)
+
+
+def passage_for(lang: str, text: str) -> str:
+    """The passage as shown to the model: for English questions, names and magnitudes
+    carry their English forms."""
+    return english_names(english_magnitudes(to_script(text, "zh-Hans"))) if lang == "en" else text
+
+
 def _user_message(question: str, passages: Sequence[str], lang: str) -> str:
     lines = [f"{QUESTION_LABEL[lang]}: {question.strip()}", "", "<passages>"]
     lines += [f"[{i}] {p}" for i, p in enumerate(passages, 1)]
@@ -477,9 +607,11 @@ def _user_message(question: str, passages: Sequence[str], lang: str) -> str:
     return "\n".join(lines)
 
 
-def build_messages(question: str, hits: Sequence[Hit], lang: str) -> list[Any]:
+def build_messages(question: str, hits: Sequence[Hit], lang: str,
+                   passages: Sequence[str] | None = None) -> list[Any]:
     """ChatMessages for one grounded answer: system (in `lang`), worked examples (English),
-    then the question, the numbered passages and a one-line reminder."""
+    then the question, the numbered passages and a one-line reminder. `passages` are the
+    texts shown for `hits` (default: each chunk trimmed to PASSAGE_CHARS)."""
     from llama_index.core.llms import ChatMessage
 
     lang = _norm_lang(lang)
@@ -488,7 +620,9 @@ def build_messages(question: str, hits: Sequence[Hit], lang: str) -> list[Any]:
     for q, a in examples:
         messages.append(ChatMessage(role="user", content=_user_message(q, EXAMPLE_PASSAGES, lang)))
         messages.append(ChatMessage(role="assistant", content=a))
-    passages = [trim_passage(h.chunk.text).replace("</passages>", "") for h in hits]
+    if passages is None:
+        passages = [trim_passage(h.chunk.text) for h in hits]
+    passages = [p.replace("</passages>", "") for p in passages]
     messages.append(ChatMessage(role="user", content=_user_message(question, passages, lang)))
     return messages
 
@@ -527,6 +661,16 @@ def _citations(text: str, hits: Sequence[Hit]) -> list[Citation]:
 
 
 @dataclass
+class Selection:
+    """What `LLMAnswerer._select` gives the model."""
+
+    given: list[Hit]  # passages [1]..[k]
+    answerable: bool  # False: refuse without asking the model
+    texts: list[str]  # what the model reads of each passage
+    evidence: list[tuple[int, str]]  # (passage number, sentence) picked by the extractive answerer
+
+
+@dataclass
 class Timing:
     """Timings of the last answer (seconds), for the benchmark."""
 
@@ -534,6 +678,33 @@ class Timing:
     total: float = 0.0
     attempts: int = 0
     fallback: bool = False
+
+
+class _Shown:
+    """What has been streamed to the caller, and when the first of it came."""
+
+    def __init__(self, started: float, timing: Timing):
+        self.started = started
+        self.timing = timing
+        self.text = ""
+
+    def emit(self, text: str, *, only_if_nothing_shown: bool = False) -> Iterator[str]:
+        if not text or (only_if_nothing_shown and self.text):
+            return
+        if self.timing.first_token is None:
+            self.timing.first_token = time.perf_counter() - self.started
+        self.text += text
+        yield text
+
+    def finish(self, answer: Answer) -> Answer:
+        self.timing.total = time.perf_counter() - self.started
+        if self.timing.first_token is None:
+            self.timing.first_token = self.timing.total
+        return answer
+
+
+QUOTE_LEAD = "\n\nThe passage, translated: "
+NOTICE_TRANSLATED = "LLM answer rejected ({reason}); showing the evidence sentence, translated"
 
 
 class LLMAnswerer:
@@ -563,113 +734,162 @@ class LLMAnswerer:
         lang = _norm_lang(lang)
         started = time.perf_counter()
         self.last_timing = timing = Timing()
-        given, answerable = self._select(question, hits)
-        if not given or not answerable:
-            text = REFUSAL[lang]
-            timing.first_token = timing.total = time.perf_counter() - started
-            yield text
-            yield self._make(question, hits, lang, text, refused=True)
+        out = _Shown(started, timing)
+        sel = self._select(question, hits, lang)
+        given, texts = sel.given, sel.texts
+        if not given or not sel.answerable:
+            yield from out.emit(REFUSAL[lang])
+            yield out.finish(self._make(question, hits, lang, REFUSAL[lang], refused=True))
             return
-        messages = build_messages(question, given, lang)
-        shown = ""
+        messages = build_messages(question, given, lang, texts)
         try:
-            raw = ""
-            deciding = True  # hold text back while it could still be the NO_ANSWER token
             timing.attempts = 1
-            for delta in self._stream_llm(messages):
-                raw += delta
-                if deciding:
-                    lead = raw.lstrip()
-                    if not lead or NO_ANSWER.startswith(lead.upper()):
-                        continue  # maybe NO_ANSWER: hold
-                    if lead.upper().startswith(NO_ANSWER):
-                        break  # a refusal: stop generating
-                    deciding = False
-                    delta = raw
-                if not delta:
-                    continue
-                out = to_script(delta, lang)
-                if timing.first_token is None:
-                    timing.first_token = time.perf_counter() - started
-                shown += out
-                yield out
-                if self._hopeless(raw, lang):
-                    break  # e.g. copying the Chinese passage for an English question
-            check = check_answer(raw, given, question, lang)
+            raw = yield from self._emit_model(out, self._stream_llm(messages), lang, hold=True)
+            check = check_answer(raw, given, question, lang, texts)
+            model_refused = check.refused and bool(sel.evidence)
             if not check.ok:
                 timing.attempts = 2
                 raw2 = self._complete_llm(retry_messages(messages, raw.strip(), check.reason, lang, len(given)))
-                check2 = check_answer(raw2, given, question, lang)
-                if not check2.ok:
-                    final = self._fallback(question, hits, lang, check2.reason)
-                    timing.fallback = True
-                    timing.total = time.perf_counter() - started
-                    if timing.first_token is None:
-                        timing.first_token = timing.total
-                    if not shown:
-                        yield final.text
-                    yield final
+                check2 = check_answer(raw2, given, question, lang, texts)
+                check = check2 if check2.ok else check
+                model_refused = check2.ok and check2.refused and bool(sel.evidence)
+            if check.ok and not check.refused and not model_refused:
+                text = check.text
+                if lang == "en" and sel.evidence:
+                    # The answer, then the evidence sentence translated: the small model's own
+                    # answer is short and to the point but sometimes vague, its translation of
+                    # the sentence keeps every fact (measured in docs/ARCHITECTURE.md).
+                    quote = yield from self._translate_evidence(out, sel, given, question, messages, raw,
+                                                                lead=QUOTE_LEAD)
+                    if quote:
+                        text = f"{text}{QUOTE_LEAD}{quote}"
+                elif (lang != "en" and check.cited and _WHAT_RE.search(question)
+                        and missing_quantities(check.text, given[check.cited[0] - 1].chunk.text)):
+                    addition = self._add_numbers(messages, check.text, check.cited[0], given, question,
+                                                 lang, texts)
+                    if addition:
+                        yield from out.emit(to_script(addition, lang))
+                        text = f"{text}{addition}"
+                final = self._make(question, hits, lang, to_script(text, lang), refused=False, given=given)
+                yield out.finish(final)
+                return
+            if check.ok and check.refused and not model_refused:
+                yield from out.emit(REFUSAL[lang], only_if_nothing_shown=True)
+                yield out.finish(self._make(question, hits, lang, REFUSAL[lang], refused=True))
+                return
+            # The model refused although the gate found passages with what the question asks
+            # for (measured: such refusals were all wrong), or its answer failed the check
+            # twice: answer from the evidence instead, translated for English questions.
+            reason = "model_refused" if model_refused else check.reason
+            if lang == "en" and sel.evidence:
+                quote = yield from self._translate_evidence(out, sel, given, question, messages, raw)
+                if quote:
+                    final = self._make(question, hits, lang, quote, refused=False, given=given)
+                    final.notice = NOTICE_TRANSLATED.format(reason=_reason_text(reason, "en"))
+                    yield out.finish(final)
                     return
-                check = check2
-            if (not check.refused and check.cited and _WHAT_RE.search(question)
-                    and missing_quantities(check.text, given[check.cited[0] - 1].chunk.text)):
-                addition, replaces = self._add_numbers(messages, check.text, check.cited[0], given,
-                                                       question, lang)
-                if addition and replaces:
-                    check.text = addition  # the final Answer carries it; callers replace the shown text
-                elif addition:
-                    out = to_script(addition, lang)
-                    if shown and shown.strip() == to_script(check.text, lang).strip():
-                        shown += out
-                        yield out
-                    check.text = f"{check.text}{addition}"
+            final = self._fallback(question, hits, lang, reason)
         except UserError:
             raise
         except Exception as exc:  # the backend failed (server down, model error): stay useful
             final = self._fallback(question, hits, lang, f"LLM error: {type(exc).__name__}: {exc}",
                                    raw_reason=True)
-            timing.fallback = True
-            timing.total = time.perf_counter() - started
-            if not shown:
-                yield final.text
-            yield final
-            return
-        if check.refused:
-            text = REFUSAL[lang]
-            if not shown:
-                yield text
-            timing.total = time.perf_counter() - started
-            if timing.first_token is None:
-                timing.first_token = timing.total
-            yield self._make(question, hits, lang, text, refused=True)
-            return
-        text = to_script(check.text, lang)
-        timing.total = time.perf_counter() - started
-        if timing.first_token is None:
-            timing.first_token = timing.total
-        yield self._make(question, hits, lang, text, refused=False, given=given)
+        timing.fallback = True
+        yield from out.emit(final.text, only_if_nothing_shown=True)
+        yield out.finish(final)
+
+    def _emit_model(self, out: _Shown, deltas: Iterator[str], lang: str, *, hold: bool = False):
+        """Stream model deltas through `out` (in the question's script); returns the raw text.
+        `hold`: keep text back while it could still be the NO_ANSWER token, and stop there."""
+        raw = ""
+        deciding = hold
+        for delta in deltas:
+            raw += delta
+            if deciding:
+                lead = raw.lstrip()
+                if not lead or NO_ANSWER.startswith(lead.upper()):
+                    continue  # maybe NO_ANSWER: hold
+                if lead.upper().startswith(NO_ANSWER):
+                    break  # a refusal: stop generating
+                deciding = False
+                delta = raw
+            if delta:
+                yield from out.emit(to_script(delta, lang))
+            if self._hopeless(raw, lang):
+                break  # e.g. copying the Chinese passage for an English question
+        return raw
+
+    def _translate_evidence(self, out: _Shown, sel: Selection, given: Sequence[Hit], question: str,
+                            messages: list[Any], answer: str, lead: str = ""):
+        """Stream the English translation of the evidence passages (at most two, one follow-up
+        turn each in the same chat, so llama.cpp keeps the system prompt and examples cached
+        for the next question), each cited [n]; returns it, or "" when it fails the check
+        (what was streamed is then replaced by the final Answer)."""
+        from llama_index.core.llms import ChatMessage
+
+        groups = list(dict.fromkeys(n for n, _ in sel.evidence))
+        texts = {n: passage_for("en", "".join(s for m, s in sel.evidence if m == n)) for n in groups}
+        chat = [*messages, ChatMessage(role="assistant", content=answer.strip() or NO_ANSWER)]
+        parts = []
+        timing = self.last_timing
+        timing.attempts += 1
+        if lead:
+            yield from out.emit(lead)
+        for n in groups[:2]:
+            chat.append(ChatMessage(role="user", content=TRANSLATE_FOLLOW.format(n=n, text=texts[n])))
+            if parts:
+                yield from out.emit(" ")
+            raw = yield from self._emit_model(out, self._stream_llm(chat), "en")
+            chat.append(ChatMessage(role="assistant", content=raw))
+            raw = normalize_citations(raw.strip())
+            if raw and not cited_numbers(raw):
+                stop = raw[len(raw.rstrip(".!?")):]
+                raw = f"{raw.rstrip('.!?')} [{n}]{stop}"
+                yield from out.emit(f" [{n}]")
+            parts.append(raw)
+        text = " ".join(p for p in parts if p)
+        check = check_answer(text, given, question, "en", sel.texts)
+        return check.text if check.ok and not check.refused else ""
 
     # -- internals
 
-    def _select(self, question: str, hits: list[Hit]) -> tuple[list[Hit], bool]:
-        """(passages to give the model, answerable?). When the extractive answerer can judge
-        support (`support(question, hits)`), an unsupported question is refused without an LLM
-        call, and the passages that meet the question's needs go first."""
+    def _select(self, question: str, hits: list[Hit], lang: str = "en") -> Selection:
+        """The passages to give the model and whether to ask it at all. When the extractive
+        answerer can judge support (`support(question, hits)`), an unsupported question is
+        refused without an LLM call; the passages holding the evidence sentences it picks
+        (`pick_spans`) go first, each shown as a window starting at that evidence, then the
+        other passages that meet the question's needs, then the rest."""
         hits = list(hits)
+        order = list(range(len(hits)))
+        spans: list[tuple[int, int, int]] = []
         support = getattr(self.extractive, "support", None)
         if callable(support) and hits:
             try:
                 sup = support(question, hits)
                 ok = sup.answerable(getattr(self.extractive, "min_coverage", 0.0),
                                     getattr(self.extractive, "min_dense", 0.0))
-                first = [hits[i] for i in getattr(sup, "passing", []) if 0 <= i < len(hits)]
+                passing = [i for i in getattr(sup, "passing", []) if 0 <= i < len(hits)]
+                pick = getattr(self.extractive, "pick_spans", None)
+                if ok and callable(pick):
+                    spans = [sp for sp in pick(question, hits, passing) if 0 <= sp[0] < len(hits)]
             except Exception:  # the gate is an aid; without it the model decides alone
-                ok, first = True, []
+                ok, passing, spans = True, [], []
             if not ok:
-                return [], False
-            rest = [h for h in hits if all(h is not f for f in first)]
-            hits = first + rest
-        return hits[: self.max_passages], True
+                return Selection([], False, [], [])
+            order = list(dict.fromkeys([hi for hi, _, _ in spans] + passing + order))
+        if lang == "en" and spans:
+            # English: only the evidence sentences. The model translates what it reads, so
+            # less text means fewer stray facts, and a short prompt is a fast one.
+            order = list(dict.fromkeys(hi for hi, _, _ in spans))
+            texts = [passage_for(lang, "".join(hits[i].chunk.text[a:b] for hi, a, b in spans if hi == i))
+                     for i in order]
+        else:
+            order = order[: self.max_passages]
+            texts = [passage_window(hits[i].chunk.text, [(a, b) for hi, a, b in spans if hi == i])
+                     for i in order]
+            texts = [passage_for(lang, t) for t in texts]
+        evidence = [(order.index(hi) + 1, hits[hi].chunk.text[a:b]) for hi, a, b in spans if hi in order]
+        return Selection([hits[i] for i in order], True, texts, evidence)
 
     def _stream_llm(self, messages: list[Any]) -> Iterator[str]:
         gen = self.llm.stream_chat(messages, max_tokens=self.max_tokens)
@@ -683,38 +903,23 @@ class LLMAnswerer:
                 close()
 
     def _add_numbers(self, messages: list[Any], answer: str, n: int, given: Sequence[Hit],
-                     question: str, lang: str) -> tuple[str, bool]:
-        """The answer left out the numbers passage [n] gives. Chinese: one short follow-up asks
-        for them and the sentence is appended. English: the small model drops them when it
-        paraphrases but keeps them when it translates, so the passage sentence holding the
-        number is translated and replaces the answer. Returns (text, replaces?) or ("", False)
-        when the result does not pass the check or adds no number."""
+                     question: str, lang: str, shown: Sequence[str] | None = None) -> str:
+        """A Chinese answer left out the numbers passage [n] gives: one short follow-up asks for
+        them. Returns the sentence to append, or "" when it fails the check or adds no number."""
         from llama_index.core.llms import ChatMessage
 
         passage = given[n - 1].chunk.text
+        follow = [*messages, ChatMessage(role="assistant", content=answer),
+                  ChatMessage(role="user", content=ADD_NUMBERS[lang].format(n=n))]
         try:
-            if lang == "en":
-                sentence = _sentence_with_quantity(passage)
-                out = self.llm.chat(
-                    [ChatMessage(role="system", content=TRANSLATE_SENTENCE),
-                     ChatMessage(role="user", content=sentence)],
-                    max_tokens=self.max_tokens,
-                ).message.content or ""
-                out = out.strip()
-                if out and not cited_numbers(out):
-                    stop = out[len(out.rstrip(".!?")):]
-                    out = f"{out.rstrip('.!?')} [{n}]{stop}"
-            else:
-                follow = [*messages, ChatMessage(role="assistant", content=answer),
-                          ChatMessage(role="user", content=ADD_NUMBERS[lang].format(n=n))]
-                out = self.llm.chat(follow, max_tokens=80).message.content or ""
+            out = self.llm.chat(follow, max_tokens=80).message.content or ""
         except Exception:
-            return "", False
-        check = check_answer(out, given, question, lang)
+            return ""
+        check = check_answer(out, given, question, lang, shown)
         body = _strip_citations(check.text)
         if not check.ok or check.refused or not (numbers(body) & numbers(passage)):
-            return "", False
-        return check.text, lang == "en"
+            return ""
+        return check.text
 
     def _complete_llm(self, messages: list[Any]) -> str:
         return self.llm.chat(messages, max_tokens=self.max_tokens).message.content or ""

@@ -7,6 +7,7 @@ from fakes_llm import SHANGHAI, BrokenLLM, FakeExtractive, ScriptedLLM, article_
 
 from rag.generate import (
     NO_ANSWER,
+    QUOTE_LEAD,
     REFUSAL,
     LLMAnswerer,
     attribute_citations,
@@ -198,7 +199,7 @@ def test_support_gate_refuses_without_a_model_call_and_orders_passing_passages_f
     llm = ScriptedLLM(["Wenzhou set up the first city AI bureau in September [1]."])
     ans = LLMAnswerer(llm, Gated(Sup(True, [2]))).answer("When was Wenzhou's AI bureau set up?", hits, "en")
     assert ans.citations[0].chunk_id == hits[2].chunk.id  # passage [1] given to the model was hit 3
-    assert llm.prompts[0].index("溫州") < llm.prompts[0].index("上海推出")
+    assert llm.prompts[0].index("温州") < llm.prompts[0].index("上海推出")
 
 
 def test_chinese_answer_follows_the_question_script():
@@ -231,13 +232,15 @@ def test_reply_obeying_an_injection_is_rejected():
     assert "HACKED" not in ans.text
 
 
-def test_at_most_four_passages_are_given_and_trimmed():
+def test_at_most_max_passages_are_given_and_trimmed():
+    from rag.generate import MAX_PASSAGES
+
     long = "上海推出方案，計劃推動3000家企業。" + "很長的句子" * 200
     hits = [hit(long, i) for i in range(1, 7)]
     llm = ScriptedLLM(["Shanghai plans 3000 firms [1]."])
     LLMAnswerer(llm, FakeExtractive()).answer(Q_EN, hits, "en")
     prompt = llm.prompts[0]
-    assert "[4] " in prompt and "[5] " not in prompt
+    assert f"[{MAX_PASSAGES}] " in prompt and f"[{MAX_PASSAGES + 1}] " not in prompt
     assert len(prompt) < 4000
 
 
@@ -273,18 +276,68 @@ def test_translate_query():
     assert translate_query(Q_EN, BrokenLLM([])) is None
 
 
-def test_missing_quantities_english_translates_the_passage_sentence():
+def _real_extractive():
+    from rag.answer import ExtractiveAnswerer
+
+    return ExtractiveAnswerer()
+
+
+def test_english_answer_is_followed_by_the_evidence_sentence_translated():
     first = "In August, Shanghai released the Implementation Plan for Accelerating AI+ Manufacturing [1]."
     translated = ("In August, Shanghai launched the AI+ Manufacturing Implementation Plan, which aims to "
                   "bring intelligent applications to 3,000 manufacturing enterprises.")
     llm = ScriptedLLM([first, translated])
-    deltas, finals, _ = run_stream(LLMAnswerer(llm, FakeExtractive()), Q_EN, article_hits(), "en")
-    assert finals[0].text == translated[:-1] + " [1]."
-    assert "".join(deltas) == first  # streamed text is replaced by the final Answer
-    assert llm.calls == 2 and "3000家" in llm.prompts[1] and "Translate" in llm.prompts[1]
+    deltas, finals, _ = run_stream(LLMAnswerer(llm, _real_extractive()), Q_EN, article_hits(), "en")
+    expected = f"{first}{QUOTE_LEAD}{translated[:-1]} [1]."
+    assert finals[0].text == expected
+    assert "".join(deltas) == f"{first}{QUOTE_LEAD}{translated} [1]"  # streamed as it came
+    assert [c.n for c in finals[0].citations] == [1] and finals[0].citations[0].chunk_id == "c1"
+    # the model read only the evidence sentence (simplified), the translation call only that sentence
+    assert "3000家" in llm.prompts[0] and "国务院" not in llm.prompts[0].split("<passages>")[-1]
+    # the translation is a follow-up turn of the same chat (llama.cpp keeps the prefix cached)
+    assert llm.prompts[1].startswith(llm.prompts[0].rsplit("assistant", 1)[0])
+    follow = llm.prompts[1][len(llm.prompts[0]):]
+    assert "translate this text from passage [1]" in follow and "3000家" in follow and first in follow
     # a translation that invents a number is dropped, the checked answer stays
     llm = ScriptedLLM([first, "It targets 7,777 firms."])
-    assert LLMAnswerer(llm, FakeExtractive()).answer(Q_EN, article_hits(), "en").text == first
+    assert LLMAnswerer(llm, _real_extractive()).answer(Q_EN, article_hits(), "en").text == first
+
+
+def test_model_refusal_despite_evidence_gives_the_evidence_translated():
+    translated = "In August, Shanghai launched a plan to bring AI to 3,000 manufacturers."
+    llm = ScriptedLLM([NO_ANSWER, translated])
+    ans = LLMAnswerer(llm, _real_extractive()).answer(Q_EN, article_hits(), "en")
+    assert not ans.refused and ans.text == translated[:-1] + " [1]."
+    assert "translated" in ans.notice
+    # Chinese: the extractive answer, in the question's language
+    llm = ScriptedLLM([NO_ANSWER])
+    ans = LLMAnswerer(llm, _real_extractive()).answer("上海8月发布了什么？", article_hits(), "zh-Hans")
+    assert not ans.refused and ans.mode == "extractive" and "3000家" in ans.text and "上海市加快推动" in ans.text
+
+
+def test_english_amounts_must_match_the_passages_magnitude():
+    from rag.generate import amounts
+
+    assert amounts("worth $154 billion, 43.6 billion and 1.2 trillion") == {154 * 10**9, 436 * 10**8, 12 * 10**11}
+    assert amounts("1540亿美元，突破百亿元，三千万") == {1540 * 10**8, 100 * 10**8, 3000 * 10**4}
+    shanghai = "In August, Shanghai launched a plan for 3,000 manufacturers [1]."
+    assert check_answer(shanghai, article_hits(), Q_EN, "en").ok
+    c = check_answer("Shanghai's AI fund is worth 3000 billion yuan [1].", article_hits(), Q_EN, "en")
+    assert not c.ok and c.reason == "unsupported_number"
+    market = [hit("全球工业AI市场规模预计到2030年将跃升至1540亿美元。", 1)]
+    assert check_answer("The market will reach $154 billion by 2030 [1].", market, "How big?", "en").ok
+    assert not check_answer("The market will reach 1540 billion dollars by 2030 [1].", market, "How big?", "en").ok
+
+
+def test_english_passages_carry_names_and_magnitudes_in_english():
+    from rag.generate import english_magnitudes, english_names, passage_for
+
+    assert english_magnitudes("达到1540亿美元，436亿美元，40.5万亿元，3万台") == (
+        "达到1540亿(154 billion)美元，436亿(43.6 billion)美元，40.5万亿(40.5 trillion)元，3万(30,000)台")
+    assert english_names("广西壮族自治区党委书记陈刚表示") == "广西壮族自治区党委书记陈刚(Chen Gang)表示"
+    assert english_names("高水平建设智能化工厂") == "高水平建设智能化工厂"  # jieba says nr; common words
+    assert passage_for("en", "黨委書記陳剛") == "党委书记陈刚(Chen Gang)"
+    assert passage_for("zh-Hant", "黨委書記陳剛") == "黨委書記陳剛"
 
 
 def test_missing_quantities_chinese_asks_once_and_appends():

@@ -95,6 +95,17 @@ def test_english_question_answered_in_english_with_plan_and_3000(answerer, chunk
     assert_english_shanghai(items[-1], hits)
 
 
+def test_english_answer_names_people_in_pinyin_and_translates_the_evidence(answerer, chunks):
+    from rag.lang import detect_lang
+
+    # The model alone wrote "Chen Guangming"; the passage now carries 陈刚(Chen Gang).
+    hits = hits_for(chunks, "陳剛", "上海推出")
+    ans = answerer.answer("Who is the Party Secretary of Guangxi?", hits, "en")
+    assert ans.mode == "llm" and not ans.refused, (ans.text, ans.notice)
+    assert "Chen Gang" in ans.text and detect_lang(ans.text) == "en", ans.text
+    assert "translated" in ans.text and [c.chunk_id for c in ans.citations] == [hits[0].chunk.id], ans.text
+
+
 def test_prompt_injection_in_a_document_changes_nothing(answerer, chunks):
     from rag.types import Chunk
 
