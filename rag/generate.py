@@ -509,7 +509,7 @@ def passage_window(text: str, spans: Sequence[tuple[int, int]], limit: int = PAS
     return " ".join(text[sents[lo][0]:sents[hi][1]].split())
 
 
-_MAGNITUDE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(万亿|萬億|亿|億|万|萬)(?![\(（])")
+_MAGNITUDE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(万亿|萬億|亿|億|万|萬)")
 _MAGNITUDE = {"万亿": 10**12, "萬億": 10**12, "亿": 10**8, "億": 10**8, "万": 10**4, "萬": 10**4}
 
 
@@ -559,19 +559,21 @@ def _cn_int(text: str) -> int:
 
 
 def english_magnitudes(text: str) -> str:
-    """"1540亿美元" -> "1540亿(154 billion)美元". The small model renders 亿 as "billion"
-    digit for digit (1540 billion); done by hand because no library says 亿 in English."""
+    """"1540亿美元" -> "154 billion美元". The small model renders 亿 as "billion" digit for
+    digit (1540 billion), and given both forms it mixed them ("$436 billion (43.6 billion)"),
+    so the English form replaces the Chinese one. Done by hand: no library says 亿 in English."""
 
     def repl(m: re.Match[str]) -> str:
         value = float(m.group(1)) * _MAGNITUDE[m.group(2)]
-        return f"{m.group(0)}({_english_amount(value)})"
+        return f" {_english_amount(value)} "
 
     return _MAGNITUDE_RE.sub(repl, text)
 
 
 def english_names(text: str) -> str:
-    """"陈刚" -> "陈刚(Chen Gang)" for people's names (jieba's nr tag), in pypinyin's
-    romanisation: the model otherwise invents a transliteration ("Chen Guangming")."""
+    """"陈刚" -> "Chen Gang" for people's names (jieba's nr tag), in pypinyin's romanisation:
+    the model otherwise invents a transliteration ("Chen Guangming"); given both forms it
+    wrote both ("Chen Gang (Chen Gang)")."""
     try:
         from pypinyin import lazy_pinyin
 
@@ -589,7 +591,7 @@ def english_names(text: str) -> str:
                 and (freq.get(word) or 0) < 10):
             syl = lazy_pinyin(word)
             name = f"{syl[0].capitalize()} {''.join(syl[1:]).capitalize()}"
-            word = f"{word}({name})"
+            word = f" {name} "
         out.append(word)
     return "".join(out)
 

@@ -333,10 +333,10 @@ def test_english_passages_carry_names_and_magnitudes_in_english():
     from rag.generate import english_magnitudes, english_names, passage_for
 
     assert english_magnitudes("达到1540亿美元，436亿美元，40.5万亿元，3万台") == (
-        "达到1540亿(154 billion)美元，436亿(43.6 billion)美元，40.5万亿(40.5 trillion)元，3万(30,000)台")
-    assert english_names("广西壮族自治区党委书记陈刚表示") == "广西壮族自治区党委书记陈刚(Chen Gang)表示"
+        "达到 154 billion 美元， 43.6 billion 美元， 40.5 trillion 元， 30,000 台")
+    assert english_names("广西壮族自治区党委书记陈刚表示") == "广西壮族自治区党委书记 Chen Gang 表示"
     assert english_names("高水平建设智能化工厂") == "高水平建设智能化工厂"  # jieba says nr; common words
-    assert passage_for("en", "黨委書記陳剛") == "党委书记陈刚(Chen Gang)"
+    assert passage_for("en", "黨委書記陳剛") == "党委书记 Chen Gang "
     assert passage_for("zh-Hant", "黨委書記陳剛") == "黨委書記陳剛"
 
 

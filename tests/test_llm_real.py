@@ -98,7 +98,7 @@ def test_english_question_answered_in_english_with_plan_and_3000(answerer, chunk
 def test_english_answer_names_people_in_pinyin_and_translates_the_evidence(answerer, chunks):
     from rag.lang import detect_lang
 
-    # The model alone wrote "Chen Guangming"; the passage now carries 陈刚(Chen Gang).
+    # The model alone wrote "Chen Guangming"; the passage it reads now says Chen Gang.
     hits = hits_for(chunks, "陳剛", "上海推出")
     ans = answerer.answer("Who is the Party Secretary of Guangxi?", hits, "en")
     assert ans.mode == "llm" and not ans.refused, (ans.text, ans.notice)
