@@ -63,7 +63,7 @@ _TYPE_PATTERNS = {
     "time": re.compile(r"什么时候|何时|哪一?年|哪个月|几月|\bwhen\b|\bwhat (year|month|date)\b|\bwhich (year|month)\b", re.I),
 }
 _HAS_TYPE = {
-    "number": re.compile(r"\d|[一二两三四五六七八九十百千万亿]+[个家台倍年成%]|百分之|[百千万亿]"),
+    "number": re.compile(r"\d|[一二两三四五六七八九十百千万亿]+[个家台倍年成%]|百分之|[百千万亿]|第[一二三四五六七八九十]"),
     "time": re.compile(
         r"\d{4}年|\d{1,2}月|[今去明前]年|[一二三四五六七八九十]+月|\d{4}|"
         r"\b(january|february|march|april|may|june|july|august|september|october|november|december|spring|summer|autumn|winter)\b"
@@ -71,6 +71,8 @@ _HAS_TYPE = {
 }
 _YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
 _ENTITY_POS = ("ns", "nr", "nt", "nrt", "nz")
+# Words jieba tags as place names that name no place ("哪个城市" asks for one).
+_GENERIC_PLACES = frozenset("城市 省份 省市 地方 各地 全国 国家 地区 区域 西部 东部 中部 沿海".split())
 
 
 def expected_type(question: str) -> str | None:
@@ -217,7 +219,9 @@ class ExtractiveAnswerer:
                 word = w.word.strip().lower()
                 if len(word) < 2 or word in QUESTION_FRAME:
                     continue
-                if w.flag in _ENTITY_POS or word in _place_names():
+                if word in _GENERIC_PLACES:
+                    nouns.append(word)
+                elif w.flag in _ENTITY_POS or word in _place_names():
                     entities.append([word])
                 elif w.flag.startswith("n"):
                     nouns.append(word)

@@ -36,7 +36,7 @@ def _assistant(settings):
 
 
 def print_answer(ans: Answer, console, streamed_text: str | None = None) -> None:
-    if streamed_text is not None and streamed_text.strip() != ans.text.strip():
+    if streamed_text is not None and streamed_text.split() != ans.text.split():
         console.print("\n[dim](answer corrected after checking:)[/dim]")
         console.print(ans.text, markup=False)
     elif streamed_text is None:

@@ -845,8 +845,7 @@ class LLMAnswerer:
             chat.append(ChatMessage(role="assistant", content=raw))
             raw = normalize_citations(raw.strip())
             if raw and not cited_numbers(raw):
-                stop = raw[len(raw.rstrip(".!?")):]
-                raw = f"{raw.rstrip('.!?')} [{n}]{stop}"
+                raw = f"{raw} [{n}]"  # as streamed, so the final text matches what was shown
                 yield from out.emit(f" [{n}]")
             parts.append(raw)
         text = " ".join(p for p in parts if p)

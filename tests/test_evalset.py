@@ -222,3 +222,21 @@ def test_chinese_groups_have_chinese_or_number_form():
             assert any(CJK_RE.search(a) or re.search(r"\d", a) for a in group), (
                 f"{r['id']}: group {group} has no Chinese/number alternative"
             )
+
+
+@pytest.mark.parametrize("name", ["heldout.jsonl", "unseen.jsonl"])
+def test_other_eval_sets_are_well_formed_and_grounded(name):
+    """The held-out and unseen sets: same schema, unique ids, evidence found in the article,
+    unanswerable questions carry no evidence or facts."""
+    lines = (ROOT / "evals" / name).read_text(encoding="utf-8").splitlines()
+    recs = [json.loads(line) for line in lines if line.strip()]
+    assert len(recs) >= 30
+    assert len({r["id"] for r in recs}) == len(recs)
+    for r in recs:
+        assert set(REQUIRED) <= set(r) and r["lang"] in LANGS, r
+        if r["answerable"]:
+            assert r["evidence"] and r["answer_must"], r["id"]
+            for e in r["evidence"]:
+                assert drop_punct(to_simplified(e)).lower() in article_clean(), (r["id"], e)
+        else:
+            assert not r["evidence"] and not r["answer_must"], r["id"]

@@ -288,9 +288,9 @@ def test_english_answer_is_followed_by_the_evidence_sentence_translated():
                   "bring intelligent applications to 3,000 manufacturing enterprises.")
     llm = ScriptedLLM([first, translated])
     deltas, finals, _ = run_stream(LLMAnswerer(llm, _real_extractive()), Q_EN, article_hits(), "en")
-    expected = f"{first}{QUOTE_LEAD}{translated[:-1]} [1]."
+    expected = f"{first}{QUOTE_LEAD}{translated} [1]"
     assert finals[0].text == expected
-    assert "".join(deltas) == f"{first}{QUOTE_LEAD}{translated} [1]"  # streamed as it came
+    assert "".join(deltas) == expected  # what was streamed is the final text
     assert [c.n for c in finals[0].citations] == [1] and finals[0].citations[0].chunk_id == "c1"
     # the model read only the evidence sentence (simplified), the translation call only that sentence
     assert "3000家" in llm.prompts[0] and "国务院" not in llm.prompts[0].split("<passages>")[-1]
@@ -307,7 +307,7 @@ def test_model_refusal_despite_evidence_gives_the_evidence_translated():
     translated = "In August, Shanghai launched a plan to bring AI to 3,000 manufacturers."
     llm = ScriptedLLM([NO_ANSWER, translated])
     ans = LLMAnswerer(llm, _real_extractive()).answer(Q_EN, article_hits(), "en")
-    assert not ans.refused and ans.text == translated[:-1] + " [1]."
+    assert not ans.refused and ans.text == translated + " [1]"
     assert "translated" in ans.notice
     # Chinese: the extractive answer, in the question's language
     llm = ScriptedLLM([NO_ANSWER])
