@@ -10,7 +10,7 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    for Chinese questions at most `MAX_PASSAGES` windows of `PASSAGE_CHARS`
    starting at the evidence; for English questions only the evidence
    sentences, in simplified script, with people's names in pinyin and 亿/万
-   amounts in English beside them. The system prompt (in the question's
+   amounts in English in place of the Chinese. The system prompt (in the question's
    language) says passages are data and instructions inside them are ignored;
    the model answers in 1-3 sentences with [n] after each fact, or outputs the
    token NO_ANSWER.
@@ -26,9 +26,8 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    passage's numbers gets one follow-up asking for them.
 5. When the model says NO_ANSWER although the gate found evidence (measured
    on the three eval sets: 7 of 10 such refusals were wrong), or its reply
-   fails twice, the
-   evidence answers: translated for English, the extractive answer for
-   Chinese, with a notice saying why.
+   fails twice, the evidence answers: translated for English, the extractive
+   answer for Chinese, with a notice saying why.
 6. Chinese answers are converted to the question's script with OpenCC.
 
 Streaming: `stream()` yields text deltas as the model produces them (converted
@@ -45,9 +44,10 @@ import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rag.answer import REFUSALS
+from rag.lang import to_script
 from rag.types import Answer, Citation, Hit, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,11 +59,7 @@ MAX_PASSAGES = 3
 PASSAGE_CHARS = 220
 NO_ANSWER = "NO_ANSWER"
 
-REFUSAL = {
-    "en": "The documents do not contain the answer to this question.",
-    "zh-Hans": "文档中没有找到这个问题的答案。",
-    "zh-Hant": "文件中沒有找到這個問題的答案。",
-}
+REFUSAL = REFUSALS  # one wording for both answerers
 
 SYSTEM = {
     "en": (
@@ -185,20 +181,6 @@ class Answerer(Protocol):
 
 def _norm_lang(lang: str) -> str:
     return lang if lang in SYSTEM else "en"
-
-
-@lru_cache(maxsize=4)
-def _opencc(config: str) -> Any:
-    import opencc
-
-    return opencc.OpenCC(config)
-
-
-def to_script(text: str, lang: str) -> str:
-    """Chinese text in the question's script; English (and anything else) unchanged."""
-    if lang not in ("zh-Hans", "zh-Hant") or not text:
-        return text
-    return _opencc("t2s" if lang == "zh-Hans" else "s2t").convert(text)
 
 
 def _is_cjk(ch: str) -> bool:
@@ -831,7 +813,6 @@ class LLMAnswerer:
         from llama_index.core.llms import ChatMessage
 
         groups = list(dict.fromkeys(n for n, _ in sel.evidence))
-        texts = {n: passage_for("en", "".join(s for m, s in sel.evidence if m == n)) for n in groups}
         chat = [*messages, ChatMessage(role="assistant", content=answer.strip() or NO_ANSWER)]
         parts = []
         timing = self.last_timing
@@ -839,7 +820,8 @@ class LLMAnswerer:
         if lead:
             yield from out.emit(lead)
         for n in groups[:2]:
-            chat.append(ChatMessage(role="user", content=TRANSLATE_FOLLOW.format(n=n, text=texts[n])))
+            # sel.texts[n - 1] is passage n's evidence sentences as the model read them
+            chat.append(ChatMessage(role="user", content=TRANSLATE_FOLLOW.format(n=n, text=sel.texts[n - 1])))
             if parts:
                 yield from out.emit(" ")
             raw = yield from self._emit_model(out, self._stream_llm(chat), "en")
