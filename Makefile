@@ -43,7 +43,7 @@ index: models
 	$(BIN)/rag index
 
 eval: setup
-	for set in questions heldout unseen; do $(BIN)/rag eval evals/$$set.jsonl --out runs/eval-$$set || exit 1; done
+	$(BIN)/rag eval  # every set of evals/sets.toml, each over its own corpus index
 
 load: setup
 	$(BIN)/python bench/load.py --requests 200 --concurrency 8 --mode extractive

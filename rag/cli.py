@@ -135,13 +135,20 @@ def cmd_chat(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rag.evaluate import load_questions, run_eval
+    from rag.evaluate import load_manifest, load_questions, run_eval, run_sets, select_sets
 
     settings = _settings(args)
-    load_questions(args.file)  # a bad eval file fails before any model loads
-    _require_index(settings)
-    assistant = _assistant(settings)
-    run_eval(assistant, args.file, args.out, mode=args.mode, console=_console())
+    if args.file is not None:
+        if args.sets is not None:
+            raise UserError("give either an eval FILE (asked over the current index) or --sets, not both")
+        load_questions(args.file)  # a bad eval file fails before any model loads
+        _require_index(settings)
+        assistant = _assistant(settings)
+        run_eval(assistant, args.file, args.out, mode=args.mode, console=_console())
+        return 0
+    # Every set (or --sets) of the manifest, each over an index of its own corpus.
+    sets = select_sets(load_manifest(args.manifest), args.sets)
+    run_sets(sets, settings, args.out, mode=args.mode, console=_console(), cache_dir=args.index_cache)
     return 0
 
 
@@ -190,9 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=modes, default=None)
     s.set_defaults(func=cmd_chat)
 
-    s = sub.add_parser("eval", help="run an eval set (default evals/questions.jsonl)")
-    s.add_argument("file", nargs="?", default="evals/questions.jsonl")
-    s.add_argument("--out", default="runs/eval", help="folder for results.json")
+    s = sub.add_parser("eval", help="run the eval sets of evals/sets.toml, or one questions FILE over the current index")
+    s.add_argument("file", nargs="?", default=None,
+                   help="questions JSONL asked over the current index (default: every set of the manifest)")
+    s.add_argument("--sets", default=None, help="comma-separated set names from the manifest (default: all)")
+    s.add_argument("--manifest", default="evals/sets.toml", help="eval set manifest (default evals/sets.toml)")
+    s.add_argument("--index-cache", default="runs/.index-cache",
+                   help="where each set's corpus index is kept between runs (default runs/.index-cache)")
+    s.add_argument("--out", default="runs/eval", help="folder for results.json (per set) and summary.json")
     s.add_argument("--mode", choices=modes, default=None)
     s.set_defaults(func=cmd_eval)
 

@@ -114,7 +114,7 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
-def run_eval(assistant, file, out_dir, mode: str | None = None, console=None) -> dict:
+def run_eval(assistant, file, out_dir, mode: str | None = None, console=None, title: str = "eval") -> dict:
     items = load_questions(file)
     k = max(5, assistant.settings.top_k)
     rows = []
@@ -124,7 +124,7 @@ def run_eval(assistant, file, out_dir, mode: str | None = None, console=None) ->
 
         progress = Progress(console=console, transient=True)
         progress.start()
-        task = progress.add_task("questions", total=len(items))
+        task = progress.add_task(f"{title}: questions", total=len(items))
     try:
         for it in items:
             t0 = time.perf_counter()
@@ -168,7 +168,7 @@ def run_eval(assistant, file, out_dir, mode: str | None = None, console=None) ->
     result = {"summary": summary, "questions": rows}
     (out / "results.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     if console is not None:
-        print_table(summary, console)
+        print_table(summary, console, title=f"{title} ({summary.get('mode')})")
         console.print(f"wrote {out / 'results.json'}")
     return result
 
@@ -180,10 +180,10 @@ METRICS = [
 ]
 
 
-def print_table(summary: dict, console) -> None:
+def print_table(summary: dict, console, title: str | None = None) -> None:
     from rich.table import Table
 
-    table = Table(title=f"eval ({summary.get('mode')})")
+    table = Table(title=title or f"eval ({summary.get('mode')})")
     table.add_column("metric")
     cols = [("all", summary["overall"])] + list(summary["by_lang"].items())
     for name, s in cols:
@@ -194,4 +194,210 @@ def print_table(summary: dict, console) -> None:
             v = s.get(key)
             vals.append("-" if v is None else (f"{v:.0f}" if key.startswith("latency") else f"{v:.3f}"))
         table.add_row(label, *vals)
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------- eval sets
+# A manifest (evals/sets.toml) lists sets, each a questions file and the corpus
+# folder it is asked over; every corpus gets its own index, kept in a cache keyed
+# by the corpus content so a second run only re-reads the files.
+
+DEFAULT_MANIFEST = Path("evals/sets.toml")
+DEFAULT_INDEX_CACHE = Path("runs/.index-cache")
+_SET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    questions: Path
+    corpus: Path
+
+
+def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> list[EvalSet]:
+    """The sets of a TOML manifest (`[[set]]` tables with name, questions, corpus;
+    paths relative to the manifest). UserError for anything malformed or missing."""
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"eval manifest not found: {p}")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{p}: not valid TOML ({exc})") from None
+    entries = data.get("set")
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{p}: needs at least one [[set]] table with name, questions and corpus")
+    sets: list[EvalSet] = []
+    for n, e in enumerate(entries, start=1):
+        where = f"{p}: set #{n}"
+        if not isinstance(e, dict):
+            raise UserError(f"{where}: must be a table")
+        unknown = set(e) - {"name", "questions", "corpus"}
+        if unknown:
+            raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        for key in ("name", "questions", "corpus"):
+            if not isinstance(e.get(key), str) or not e[key].strip():
+                raise UserError(f"{where}: \"{key}\" must be a non-empty string")
+        name = e["name"]
+        if not _SET_NAME_RE.match(name):
+            raise UserError(f"{where}: name {name!r} may only hold letters, digits, '.', '_' and '-'")
+        if any(s.name == name for s in sets):
+            raise UserError(f"{p}: set name {name!r} is used twice")
+        questions = (p.parent / e["questions"]).resolve()
+        corpus = (p.parent / e["corpus"]).resolve()
+        if not questions.is_file():
+            raise UserError(f"{where} ({name}): questions file not found: {questions}")
+        if not corpus.is_dir():
+            raise UserError(f"{where} ({name}): corpus folder not found: {corpus}")
+        sets.append(EvalSet(name, questions, corpus))
+    return sets
+
+
+def select_sets(sets: list[EvalSet], names: str | None) -> list[EvalSet]:
+    """The sets named in a comma-separated list (all when None), in manifest order."""
+    if names is None:
+        return list(sets)
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted:
+        raise UserError("--sets needs at least one set name")
+    known = {s.name for s in sets}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise UserError(f"unknown eval set(s) {', '.join(unknown)}; the manifest has {', '.join(s.name for s in sets)}")
+    return [s for s in sets if s.name in wanted]
+
+
+def corpus_key(corpus: Path, settings) -> str:
+    """Cache key of a corpus index: the files' paths and bytes, the embedding
+    model and the chunk size (anything else the indexer reconciles itself)."""
+    import hashlib
+
+    from rag.ingest import discover
+
+    h = hashlib.sha256()
+    h.update(f"{settings.embed_model}\0{settings.chunk_max_chars}\0".encode())
+    root = Path(corpus)
+    for f in sorted(discover(root)):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def open_set_assistant(spec: EvalSet, settings, cache_dir: str | Path = DEFAULT_INDEX_CACHE, *,
+                       embedder=None, console=None):
+    """An Assistant over `spec.corpus`, indexed into cache_dir/<corpus hash>.
+
+    The index is brought up to date incrementally, so a second call over the same
+    corpus embeds nothing. Pass `embedder` to share one loaded model between sets."""
+    from rag.assistant import Assistant
+    from rag.ingest import discover
+
+    if not discover(spec.corpus):
+        raise UserError(f"eval set {spec.name}: no documents in {spec.corpus}")
+    index_dir = Path(cache_dir) / corpus_key(spec.corpus, settings)
+    s = settings.model_copy(update={"seeds_dir": Path(spec.corpus), "index_dir": index_dir})
+    if embedder is None:
+        from rag.embedmodel import load_embedder
+
+        embedder = load_embedder(s)
+    assistant = Assistant(s, embedder)
+    report = assistant.index(console=console)
+    if report.errors:
+        raise UserError(f"eval set {spec.name}: could not index {spec.corpus}: {'; '.join(report.errors)}")
+    if console is not None:
+        console.print(f"[dim]{spec.corpus}: {report.summary()} -> {index_dir}[/dim]")
+    return assistant
+
+
+def combine(results: dict[str, dict], mode: str | None = None) -> dict:
+    """One summary over the questions of several run_eval results."""
+    rows = [r for res in results.values() for r in res["questions"]]
+    summary = {"mode": mode or (rows[0]["mode"] if rows else None), "overall": summarize(rows), "by_lang": {}}
+    for lang in sorted({r["lang"] for r in rows}):
+        summary["by_lang"][lang] = summarize([r for r in rows if r["lang"] == lang])
+    return summary
+
+
+def run_sets(sets: list[EvalSet], settings, out_dir, mode: str | None = None, console=None,
+             cache_dir: str | Path = DEFAULT_INDEX_CACHE, embedder=None) -> dict:
+    """Run each set over its own corpus index (one build per corpus folder), write
+    out_dir/<set>/results.json and out_dir/summary.json, print per-set and combined tables."""
+    for spec in sets:  # bad question files fail before any model loads or index is built
+        load_questions(spec.questions)
+    if embedder is None:
+        from rag.embedmodel import load_embedder
+
+        embedder = load_embedder(settings)
+    out = Path(out_dir)
+    results: dict[str, dict] = {}
+    by_corpus: dict[Path, list[EvalSet]] = {}
+    for spec in sets:
+        by_corpus.setdefault(spec.corpus, []).append(spec)
+    index_seconds: dict[str, float] = {}
+    for corpus, group in by_corpus.items():
+        t0 = time.perf_counter()
+        assistant = open_set_assistant(group[0], settings, cache_dir, embedder=embedder, console=console)
+        index_seconds[str(corpus)] = round(time.perf_counter() - t0, 2)
+        for spec in group:
+            if console is not None:
+                console.rule(f"{spec.name} ({spec.questions.name} over {corpus})")
+            results[spec.name] = run_eval(assistant, spec.questions, out / spec.name, mode=mode, console=console,
+                                          title=spec.name)
+    combined = combine(results, mode)
+    summary = {
+        "mode": combined["mode"],
+        "sets": {
+            s.name: {"questions": str(s.questions), "corpus": str(s.corpus), **results[s.name]["summary"]}
+            for s in sets
+        },
+        "combined": combined,
+        "index_seconds": index_seconds,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    if console is not None:
+        console.rule("all sets")
+        print_table(combined, console, title=f"all sets ({combined['mode']})")
+        print_sets_table(summary, console)
+        console.print(f"wrote {out / 'summary.json'}")
+    return summary
+
+
+SET_METRICS = [
+    ("hit@1", "hit@1"), ("mrr", "MRR"), ("fact_accuracy", "fact acc"), ("refusal_accuracy", "refusal acc"),
+    ("false_refusal_rate", "false refusals"), ("latency_p50_ms", "p50 ms"),
+]
+
+
+def print_sets_table(summary: dict, console) -> None:
+    """One row per set (and per language within it), then the combined row."""
+    from rich.table import Table
+
+    table = Table(title=f"eval sets ({summary.get('mode')})")
+    table.add_column("set")
+    table.add_column("lang")
+    table.add_column("n", justify="right")
+    for _, label in SET_METRICS:
+        table.add_column(label, justify="right")
+
+    def row(name, lang, s, **kw):
+        vals = []
+        for key, _ in SET_METRICS:
+            v = s.get(key)
+            vals.append("-" if v is None else (f"{v:.0f}" if key.startswith("latency") else f"{v:.3f}"))
+        table.add_row(name, lang, str(s["n"]), *vals, **kw)
+
+    for name, s in summary["sets"].items():
+        langs = list(s["by_lang"])
+        row(name, langs[0] if len(langs) == 1 else "all", s["overall"])
+        if len(langs) > 1:
+            for lang, ls in s["by_lang"].items():
+                row("", lang, ls)
+    table.add_section()
+    c = summary["combined"]
+    row("combined", "all", c["overall"], style="bold")
+    for lang, ls in c["by_lang"].items():
+        row("", lang, ls)
     console.print(table)

@@ -1,4 +1,4 @@
-"""Validate the evaluation set ``evals/questions.jsonl`` against the seed article.
+"""Validate the eval sets: the seed sets against the seed article, the public sets against their corpora.
 
 Fast, no models: only JSON parsing, a pinyin regex and OpenCC t2s.
 """
@@ -240,3 +240,73 @@ def test_other_eval_sets_are_well_formed_and_grounded(name):
                 assert drop_punct(to_simplified(e)).lower() in article_clean(), (r["id"], e)
         else:
             assert not r["evidence"] and not r["answer_must"], r["id"]
+
+
+# ---------------------------------------------------------------- public development sets
+# evals/{cmrc-train,drcd,crosslingual}: public Chinese Wikipedia reading-comprehension data
+# (see evals/README-public-sets.md), each over the corpus folder evals/sets.toml names.
+
+PUBLIC_SETS = ["cmrc-train", "drcd", "crosslingual"]
+
+
+@lru_cache(maxsize=None)
+def _manifest() -> dict:
+    import tomllib
+
+    data = tomllib.loads((ROOT / "evals" / "sets.toml").read_text(encoding="utf-8"))
+    return {s["name"]: s for s in data["set"]}
+
+
+@lru_cache(maxsize=None)
+def _corpus_norm(corpus: str) -> str:
+    """All corpus files, normalised as the set README says evidence is: t2s, lower-case,
+    pinyin glosses removed; files joined by a separator no evidence can span."""
+    folder = ROOT / "evals" / corpus
+    texts = [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt"))]
+    return "\x00".join(to_simplified(PINYIN_RE.sub("", t)).lower() for t in texts)
+
+
+def _public_records(name: str) -> list[dict]:
+    path = ROOT / "evals" / _manifest()[name]["questions"]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_seed_sets_are_in_the_manifest():
+    m = _manifest()
+    for name, file in (("seed", "questions.jsonl"), ("seed-heldout", "heldout.jsonl"), ("seed-unseen", "unseen.jsonl")):
+        assert m[name]["questions"] == file and m[name]["corpus"] == "../seeds", m[name]
+
+
+@pytest.mark.parametrize("name", PUBLIC_SETS)
+def test_public_set_is_well_formed_and_grounded(name):
+    spec = _manifest()[name]
+    recs = _public_records(name)
+    stats = json.loads((ROOT / "evals" / name / "stats.json").read_text(encoding="utf-8"))
+    assert len(recs) == stats["questions"]
+    assert sum(r["answerable"] for r in recs) == stats["answerable"]
+    assert sum(not r["answerable"] for r in recs) == stats["unanswerable"] >= 5
+    assert dict(Counter(r["lang"] for r in recs)) == stats["by_lang"]
+    assert len({r["id"] for r in recs}) == len(recs)
+    assert len({r["question"] for r in recs}) == len(recs)
+    corpus = _corpus_norm(spec["corpus"])
+    for r in recs:
+        for key, typ in REQUIRED.items():
+            assert isinstance(r.get(key), typ), (r.get("id"), key)
+        assert r["lang"] in LANGS and r["question"].strip(), r["id"]
+        if not r["answerable"]:
+            assert r["evidence"] == [] and r["answer_must"] == [], r["id"]
+            continue
+        assert r["evidence"] and r["answer_must"], r["id"]
+        assert all(isinstance(g, list) and g and all(isinstance(a, str) and a for a in g) for g in r["answer_must"])
+        for ev in r["evidence"]:
+            # the README's promise: the normalised evidence occurs exactly once in the corpus
+            assert corpus.count(to_simplified(ev).lower()) == 1, (r["id"], ev)
+
+
+def test_crosslingual_mirrors_cmrc_train():
+    zh, en = _public_records("cmrc-train"), _public_records("crosslingual")
+    assert len(zh) == len(en)
+    for a, b in zip(zh, en):
+        assert b["lang"] == "en" and a["lang"] == "zh-Hans"
+        assert (a["evidence"], a["answerable"], a["source_id"]) == (b["evidence"], b["answerable"], b["source_id"])
+        assert b["id"] == a["id"].replace("cmrc-tr-", "xl-")
