@@ -66,8 +66,12 @@ class Assistant:
             return self._searcher
 
     def _update_corpus_stats(self) -> None:
-        # The extractive answerer weighs query terms by the keyword index's own tokens.
-        self.extractive.corpus_tokens = [set(t) for t in self._searcher.keyword.tokens]
+        # The gate weighs question terms by the keyword index's own document
+        # frequencies and bridges English names through the documents' vocabulary.
+        from rag.gate import AnswerabilityGate
+
+        s = self._searcher
+        self.extractive.gate = AnswerabilityGate(self.extractive.gate.model, idf=s.keyword.idf, vocab=s.vocab)
 
     def index(self, rebuild: bool = False, console=None):
         """Bring the index up to date with the documents folder."""

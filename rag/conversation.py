@@ -20,6 +20,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from rag.text import cjk_count
+
 _EN_LEAD = re.compile(
     r"^\s*(?:and\s+what\s+about|and\s+how\s+about|what\s+about|how\s+about|and\s+for|and\s+in|"
     r"what\s+of|and|also|same\s+for|same\s+question\s+for)\b[\s,]*",
@@ -43,7 +45,7 @@ _QUESTION_WORDS = {
 
 
 def _is_chinese(text: str) -> bool:
-    cjk = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
+    cjk = cjk_count(text)
     latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
     return cjk > 0 and cjk >= latin / 3
 

@@ -15,10 +15,11 @@ Data sources
 * jieba's own word-frequency dictionary (``jieba.dt.FREQ``) is used as a
   commonness prior when ranking headwords (prefer common modern words over
   rare or classical ones). The retriever initialises jieba anyway.
-* A small hand glossary (`_GLOSSARY`) for what a dictionary cannot do: months
-  ("August" -> "8月"), magnitude words, abbreviations such as MIIT or AI, and
-  a few general policy/economy/tech terms of this domain that CEDICT lacks or
-  ranks badly. It is vocabulary, not answers to particular questions.
+* Language facts in ``rag/data/en_zh_facts.json``: months ("August" -> "8月"),
+  number words and magnitudes, which a dictionary does not give as search terms.
+* The indexed documents themselves (`CorpusVocab`, learned at index time): a
+  translation the documents use is preferred, and names and places written in
+  pinyin are matched to the documents' terms that read so (pypinyin's table).
 
 Everything is loaded lazily on first use and kept for the process. The
 reverse index is also cached on disk (``$XDG_CACHE_HOME/rag-assistant/
@@ -33,13 +34,18 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import json
 import marshal
 import math
 import os
 import re
 import threading
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
+
+from rag.text import CJK_RE, stopwords
 
 __all__ = ["bridge_terms", "bridge_groups", "warm", "cedict_path", "CEDICT_PACKAGE"]
 
@@ -57,30 +63,11 @@ _MAX_NGRAM = 6
 # English side: stopwords, question words, light lemmatisation
 # --------------------------------------------------------------------------
 
-_STOPWORDS = frozenset(
-    """
-    a an the and or but nor so yet of in on at to for from by with without about
-    into onto over under after before during since until up down out off than
-    then as per via vs versus against among between through across within
-    is are was were be been being am do does did done doing have has had having
-    will would shall should can could may might must ought
-    i me my mine we us our ours you your yours he him his she her hers it its
-    they them their theirs this that these those there here which who whom whose
-    what when where why how whether if else also just only very really too
-    any some each every all both either neither no not none other another such
-    same own more most less least much many few lot lots
-    tell say said says please according give given show shown list name named
-    kind sort type thing things way ways something anything everything
-    one ones do don't doesn't didn't isn't aren't wasn't weren't
-    article text passage document mentioned mention mentions talk talks
-    take takes took taken get gets got mean means meant
-    s t
-    """.split()
-)
+_STOPWORDS = stopwords("bridge")
 
 
 _WORD_RX = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*%?")
-_HAN_RX = re.compile(r"[\u3400-\u9fff]")
+_HAN_RX = CJK_RE
 
 
 def _lemma_candidates(w: str) -> list[str]:
@@ -116,232 +103,100 @@ def _lemma_candidates(w: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------
-# Hand glossary (general domain vocabulary; see module docstring)
+# Language facts (data file): months, number words, magnitudes
 # --------------------------------------------------------------------------
 
-_MONTHS = [
-    "january", "february", "march", "april", "may", "june", "july",
-    "august", "september", "october", "november", "december",
-]
+_FACTS_FILE = os.path.join(os.path.dirname(__file__), "data", "en_zh_facts.json")
 
-_GLOSSARY: dict[str, list[str]] = {
-    # abbreviations and terms CEDICT lacks or ranks badly
-    "ai": ["AI", "人工智能"],
-    "artificial intelligence": ["人工智能"],
-    "ai plus": ["人工智能+"],
-    "industrial ai": ["工业AI", "工业"],
-    "miit": ["工信部"],
-    "ministry of industry and information technology": ["工信部"],
-    "state council": ["国务院"],
-    "bureau": ["局"],
-    "city-level": ["市级"],
-    "city level": ["市级"],
-    "municipal": ["市级", "市"],
-    "provincial": ["省级", "省"],
-    "province": ["省", "省份"],
-    "provinces": ["省份", "省"],
-    "administration": ["管理", "行政"],
-    "manufacturing": ["制造业", "制造"],
-    "manufacturer": ["制造企业", "制造"],
-    "manufacturers": ["制造企业", "制造"],
-    "industry": ["产业", "工业", "行业"],
-    "industrial": ["工业", "产业"],
-    "intelligent": ["智能"],
-    "smart": ["智能"],
-    "intelligence": ["智能"],
-    "digital": ["数字", "数智化"],
-    "digitalization": ["数智化", "数字化"],
-    "upgrade": ["升级"],
-    "upgrading": ["升级"],
-    "market size": ["市场规模"],
-    "size": ["规模"],
-    "how large": ["规模"],
-    "how big": ["规模"],
-    "scale": ["规模"],
-    "large model": ["大模型"],
-    "large models": ["大模型"],
-    "large language model": ["大模型"],
-    "llm": ["大模型"],
-    "model": ["模型"],
-    "models": ["模型"],
-    "registered": ["备案"],
-    "filed": ["备案"],
-    "computing power": ["算力"],
-    "compute": ["算力"],
-    "embodied intelligence": ["具身智能"],
-    "embodied ai": ["具身智能"],
-    "humanoid": ["人形"],
-    "robot": ["机器人"],
-    "robotics": ["机器人"],
-    "autonomous driving": ["自动驾驶"],
-    "self-driving": ["自动驾驶"],
-    "intelligent driving": ["智能驾驶"],
-    "mass production": ["量产"],
-    "mass-produce": ["量产"],
-    "mass produce": ["量产"],
-    "industrial internet": ["工业互联网"],
-    "industrial software": ["工业软件"],
-    "supply chain": ["供应链"],
-    "industrial chain": ["产业链"],
-    "new quality productive forces": ["新质生产力"],
-    "productive forces": ["生产力"],
-    "productivity": ["生产率", "生产力"],
-    "labor productivity": ["劳动生产率"],
-    "labour productivity": ["劳动生产率"],
-    "value added": ["增加值"],
-    "value-added": ["增加值"],
-    "added value": ["增加值"],
-    "growth rate": ["增长率"],
-    "compound annual growth rate": ["年复合增长率"],
-    "cagr": ["年复合增长率"],
-    "data silo": ["数据孤岛"],
-    "data silos": ["数据孤岛"],
-    "pilot zone": ["试验区"],
-    "pilot zones": ["试验区"],
-    "action plan": ["行动方案"],
-    "implementation plan": ["实施方案"],
-    "plan": ["方案", "计划"],
-    "policy": ["政策"],
-    "policies": ["政策"],
-    "announce": ["发布", "推出", "印发"],
-    "launch": ["推出", "发布"],
-    "release": ["发布", "印发"],
-    "issue": ["印发", "发布"],
-    "publish": ["发布", "印发"],
-    "unveil": ["揭牌", "发布"],
-    "unveiled": ["揭牌", "发布"],
-    "inaugurate": ["揭牌"],
-    "set up": ["设立", "揭牌"],
-    "establish": ["设立", "建立"],
-    "fund": ["基金"],
-    "funds": ["基金"],
-    "subsidy": ["补贴"],
-    "subsidies": ["补贴"],
-    "risk": ["风险"],
-    "risks": ["风险", "隐忧"],
-    "concern": ["隐忧", "担忧"],
-    "concerns": ["隐忧", "担忧"],
-    "worry": ["担忧", "隐忧"],
-    "recommend": ["建议"],
-    "recommendation": ["建议"],
-    "recommendations": ["建议"],
-    "suggest": ["建议"],
-    "expert": ["专家"],
-    "experts": ["专家"],
-    "company": ["企业", "公司"],
-    "companies": ["企业", "公司"],
-    "firm": ["企业"],
-    "firms": ["企业"],
-    "enterprise": ["企业"],
-    "enterprises": ["企业"],
-    "sme": ["中小企业"],
-    "smes": ["中小企业"],
-    "homogeneity": ["同质化"],
-    "homogenization": ["同质化"],
-    "duplication": ["同质化"],
-    "first": ["首个", "第一"],
-    "nationwide": ["全国"],
-    "national": ["全国", "国家"],
-    "global": ["全球"],
-    "worldwide": ["全球"],
-    "world": ["世界", "全球"],
-    "world bank": ["世界银行"],
-    "kpmg": ["毕马威"],
-    "china": ["中国", "我国"],
-    "chinese": ["中国"],
-    "germany": ["德国"],
-    "u.s.": ["美国"],
-    "usa": ["美国"],
-    "united states": ["美国"],
-    "america": ["美国"],
-    "beijing-tianjin-hebei": ["京津冀"],
-    "beijing tianjin hebei": ["京津冀"],
-    # magnitude / units: numbers themselves stay as digits
-    "trillion": ["万亿"],
-    "billion": ["亿"],
-    "million": ["万"],
-    "percent": ["%"],
-    "per cent": ["%"],
-    "yuan": ["元"],
-    "rmb": ["元"],
-    "dollar": ["美元"],
-    "dollars": ["美元"],
-    "usd": ["美元"],
-    "year": ["年"],
-    "years": ["年"],
-    "billion dollars": ["亿美元"],
-    "billion us dollars": ["亿美元"],
-    "billion usd": ["亿美元"],
-    "trillion yuan": ["万亿元"],
-    "billion yuan": ["亿元"],
-    "new energy": ["新能源"],
-    "new energy vehicle": ["新能源汽车"],
-    "electric vehicle": ["新能源汽车", "电动汽车"],
-    "vehicle": ["汽车", "车辆"],
-    "car": ["汽车"],
-    "cars": ["汽车"],
-    # politics / organisations
-    "party": ["党"],
-    "communist party": ["共产党", "党"],
-    "party secretary": ["党委书记", "书记"],
-    "party committee": ["党委"],
-    "secretary": ["书记"],
-    "body": ["机构", "部门"],
-    "agency": ["机构"],
-    "institution": ["机构"],
-    "initiative": ["行动", "倡议"],
-    # economy / strategy words CEDICT ranks badly for this register
-    "competitive": ["竞争"],
-    "competitive edge": ["竞争优势"],
-    "competitive advantage": ["竞争优势"],
-    "transformation": ["转型", "转变"],
-    "transition": ["转型"],
-    "driven": ["驱动"],
-    "drive": ["驱动"],
-    "focus": ["聚焦", "重点"],
-    "focus on": ["聚焦", "重点"],
-    "focuses on": ["聚焦", "重点"],
-    "area": ["领域", "区域"],
-    "field": ["领域"],
-    "sector": ["行业", "领域"],
-    "zone": ["区"],
-    "demonstration zone": ["示范区"],
-    "ten thousand": ["万"],
-    "hundred million": ["亿"],
-}
-# number words: the digit and the Chinese numeral ("five years" -> 五年)
-for _i, (_w, _z) in enumerate(
-    zip("one two three four five six seven eight nine ten".split(), "一二三四五六七八九十"),
-    start=1,
-):
-    # "五大" ("the five major ...") is how Chinese policy text counts areas
-    _GLOSSARY[_w] = [str(_i), _z] + ([f"{_z}大"] if _i >= 2 else [])
-for _i, _m in enumerate(_MONTHS, start=1):
-    _GLOSSARY[_m] = [f"{_i}月"]
-_GLOSSARY["sept"] = ["9月"]
 
-# Chinese provinces and cities: CEDICT has them all, but its glosses are long
-# ("Wenzhou, prefecture-level city in Zhejiang"), so pin the headword.
-_PLACES = {
-    "shanghai": "上海", "beijing": "北京", "tianjin": "天津", "chongqing": "重庆",
-    "zhejiang": "浙江", "jiangsu": "江苏", "guangdong": "广东", "shandong": "山东",
-    "fujian": "福建", "anhui": "安徽", "hebei": "河北", "henan": "河南",
-    "hubei": "湖北", "hunan": "湖南", "jiangxi": "江西", "sichuan": "四川",
-    "guizhou": "贵州", "yunnan": "云南", "shaanxi": "陕西", "shanxi": "山西",
-    "gansu": "甘肃", "qinghai": "青海", "hainan": "海南", "liaoning": "辽宁",
-    "jilin": "吉林", "heilongjiang": "黑龙江", "guangxi": "广西",
-    "inner mongolia": "内蒙古", "ningxia": "宁夏", "xinjiang": "新疆",
-    "tibet": "西藏", "hong kong": "香港", "macau": "澳门", "macao": "澳门",
-    "taiwan": "台湾", "wenzhou": "温州", "shenzhen": "深圳", "wuhan": "武汉",
-    "suzhou": "苏州", "chengdu": "成都", "hangzhou": "杭州", "hefei": "合肥",
-    "guangzhou": "广州", "nanjing": "南京", "xi'an": "西安", "xian": "西安",
-    "qingdao": "青岛", "ningbo": "宁波", "xiamen": "厦门", "dongguan": "东莞",
-    "foshan": "佛山", "wuxi": "无锡", "changsha": "长沙", "zhengzhou": "郑州",
-    "jinan": "济南", "shenyang": "沈阳", "dalian": "大连", "kunming": "昆明",
-    "nanning": "南宁", "guiyang": "贵阳", "xiong'an": "雄安", "xiongan": "雄安",
-}
-for _k, _v in _PLACES.items():
-    _GLOSSARY.setdefault(_k, [_v])
+def _load_facts() -> dict[str, list[str]]:
+    """English word or phrase -> Chinese forms, for what a dictionary cannot do
+    (months as "8月", number words as digits and numerals). Facts of the two
+    languages, kept as data; no term of any document belongs here."""
+    with open(_FACTS_FILE, encoding="utf-8") as fh:
+        facts = json.load(fh)
+    out: dict[str, list[str]] = {}
+    for i, m in enumerate(facts["months"], start=1):
+        out[m] = [f"{i}月"]
+    for abbr, i in facts["month_abbreviations"].items():
+        out[abbr] = [f"{i}月"]
+    for i, (w, z) in enumerate(zip(facts["numbers"], facts["numerals_zh"]), start=1):
+        out[w] = [str(i), z]
+    for w, zs in facts["magnitudes"].items():
+        out[w] = list(zs)
+    return out
+
+
+_FACTS = _load_facts()
+_MONTHS = [w for w, v in _FACTS.items() if v[0].endswith("月") and len(w) > 4 or w == "may"]
+
+
+# --------------------------------------------------------------------------
+# Corpus vocabulary: dictionary terms that occur, names by their pinyin
+# --------------------------------------------------------------------------
+
+_TONE_MARKS = re.compile(r"[\u0300-\u036f]")
+_LATIN_KEY_RX = re.compile(r"[^a-z]")
+
+
+def latin_key(text: str) -> str:
+    """Lower-case ASCII letters only, diacritics dropped ("Endō" -> "endo")."""
+    return _LATIN_KEY_RX.sub("", _TONE_MARKS.sub("", unicodedata.normalize("NFKD", text)).lower())
+
+
+@lru_cache(maxsize=1)
+def _char_readings() -> dict[int, tuple[str, ...]]:
+    """Code point -> toneless pinyin readings (at most two, most common first)."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    out = {}
+    for cp, readings in pinyin_dict.items():
+        keys = list(dict.fromkeys(latin_key(r) for r in readings.split(",")))
+        out[cp] = tuple(k for k in keys if k)[:2]
+    return out
+
+
+def pinyin_keys(term: str, limit: int = 4) -> list[str]:
+    """Toneless pinyin spellings of a Chinese term ("深圳" -> ["shenzhen"])."""
+    table = _char_readings()
+    keys = [""]
+    for ch in term:
+        readings = table.get(ord(ch))
+        if not readings:
+            return []
+        keys = [k + r for k in keys for r in readings][:limit]
+    return keys
+
+
+class CorpusVocab:
+    """The search terms of the indexed documents, learned at index time.
+
+    Dictionary translations of an English word are narrowed to the terms that
+    occur in the documents, and names and places written in pinyin ("Feng
+    Zuxun", "Shenzhen") are matched to the Chinese terms that read so. Both
+    come from the documents themselves, so they hold for any collection."""
+
+    def __init__(self, terms):
+        self.terms = frozenset(t for t in terms if t)
+        self._pinyin: dict[str, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def __contains__(self, term: str) -> bool:
+        return term in self.terms
+
+    def pinyin(self) -> dict[str, list[str]]:
+        """pinyin key -> Chinese terms of 2+ characters (built on first use)."""
+        if self._pinyin is None:
+            with self._lock:
+                if self._pinyin is None:
+                    index: dict[str, list[str]] = {}
+                    for t in self.terms:
+                        if len(t) >= 2 and all(_HAN_RX.match(c) for c in t):
+                            for k in pinyin_keys(t):
+                                index.setdefault(k, []).append(t)
+                    self._pinyin = index
+        return self._pinyin
+
 
 # --------------------------------------------------------------------------
 # CEDICT reverse index
@@ -368,7 +223,7 @@ _SENSE_WORD_RX = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 _LEADING = frozenset({"to", "a", "an", "the"})
 _SENSE_STOP = frozenset({"sb", "sth", "one's", "oneself", "etc", "of", "a", "an", "the", "to", "and", "or"})
 _SHAPE = {1: 0.55, 2: 1.0, 3: 0.95, 4: 0.8}
-_CACHE_VERSION = "3"
+_CACHE_VERSION = "7"
 
 
 @dataclass
@@ -387,7 +242,7 @@ class _Index:
     prior: list[float] | None = None
 
 
-_KEEP_POSTINGS = 8
+_KEEP_POSTINGS = 24
 _MAX_SENSES = 12
 
 
@@ -494,13 +349,26 @@ def _build_index(path: str) -> _Index:
             other = 0.4 * base
             for w in content[1:]:
                 word[w].append((eid, other))
+        # A name is written in English as its pinyin ("Shang4 hai3" -> "shanghai"):
+        # the most definitional match there is, whatever its long gloss says.
+        # (Single characters are mostly surnames: "Long2" is not "long".)
+        spelled = latin_key(re.sub(r"\d", "", pinyin)) if proper and len(simp) >= 2 else ""
+        if len(spelled) >= 4:
+            if eid < 0:
+                eid = seen_simp.get(simp, -1)
+                if eid < 0:
+                    eid = len(simp_list)
+                    seen_simp[simp] = eid
+                    simp_list.append(simp)
+                    prior_list.append(0.0)
+            phrase[spelled].append((eid, 3.0))
         if eid < 0:
             continue
         pr = _SHAPE.get(len(simp), 0.55) * (0.25 + min(1.0, log10(f + 1) / 4.5))
         if all_rare:
             pr *= 0.35  # only classical / dialect / slang senses
         if proper:
-            pr *= 0.8  # proper noun; places are pinned by the glossary
+            pr *= 0.8  # proper noun
         if pr > prior_list[eid]:  # max over several readings of one headword
             prior_list[eid] = pr
 
@@ -619,8 +487,13 @@ def _merge(*posts: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def _rank(cands: dict[str, float]) -> list[str]:
+def _rank(cands: dict[str, float], vocab: CorpusVocab | None = None) -> list[str]:
     scored = sorted(cands.items(), key=lambda kv: -kv[1])
+    if vocab is not None:
+        # Only terms the documents use can match; a rarer sense that occurs beats
+        # a common one that does not. Nothing occurs: keep the dictionary's order.
+        present = [(h, sc) for h, sc in scored if h in vocab]
+        scored = present or scored
     if not scored:
         return []
     best = scored[0][1]
@@ -635,16 +508,16 @@ def _rank(cands: dict[str, float]) -> list[str]:
     return out
 
 
-def _lookup_phrase(key: str, idx: _Index) -> list[str]:
-    return _rank(_postings(idx, idx.phrase.get(key)))
+def _lookup_phrase(key: str, idx: _Index, vocab: CorpusVocab | None = None) -> list[str]:
+    return _rank(_postings(idx, idx.phrase.get(key)), vocab)
 
 
-def _lookup_word(w: str, idx: _Index) -> list[str]:
+def _lookup_word(w: str, idx: _Index, vocab: CorpusVocab | None = None) -> list[str]:
     """Chinese terms for one English content word (already lower-cased)."""
     forms = [w] + _lemma_candidates(w)
     for f in forms:
-        if f in _GLOSSARY:
-            return list(_GLOSSARY[f])
+        if f in _FACTS:
+            return list(_FACTS[f])
     # exact definitions ("market" -> 市场) beat words inside longer senses;
     # the word as written and its base forms ("cities" -> "city") are pooled
     exact = [
@@ -652,10 +525,10 @@ def _lookup_word(w: str, idx: _Index) -> list[str]:
         for k, f in enumerate(forms) if f in idx.phrase
     ]
     if exact:
-        return _rank(_merge(*exact, _postings(idx, idx.word.get(forms[0]), 0.8)))
+        return _rank(_merge(*exact, _postings(idx, idx.word.get(forms[0]), 0.8)), vocab)
     for f in forms:
         if f in idx.word:
-            return _rank(_postings(idx, idx.word[f]))
+            return _rank(_postings(idx, idx.word[f]), vocab)
     return []
 
 
@@ -687,31 +560,57 @@ def _is_stop(low: str) -> bool:
     return low in _STOPWORDS
 
 
-def bridge_terms(question: str) -> list[str]:
+def _is_name_word(orig: str, pos: int) -> bool:
+    """A capitalised word not at the start of the question (or any capitalised
+    word that is not an English stopword): the start of a name."""
+    return orig[:1].isupper() and not orig.isupper() and (pos > 0 or orig.lower() not in _STOPWORDS)
+
+
+def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None) -> tuple[list[str], int]:
+    """Chinese terms of the documents that read as the name starting at word i
+    ("Feng Zuxun" -> 冯祖荀), and how many words it spans; ([], 0) when none."""
+    if vocab is None or not _is_name_word(toks[i][0], i):
+        return [], 0
+    index = vocab.pinyin()
+    for size in (3, 2, 1):
+        span = toks[i:i + size]
+        if len(span) < size or any(not (t[0][:1].isupper() or k == 0) for k, t in enumerate(span)):
+            continue
+        if any(t[1][0].isdigit() for t in span):
+            continue
+        key = "".join(latin_key(t[0]) for t in span)
+        if len(key) < 4:  # "Li", "Wu": too many terms read so
+            continue
+        terms = index.get(key)
+        if terms:
+            return sorted(terms, key=len, reverse=True)[:_PER_WORD], size
+    return [], 0
+
+
+def bridge_terms(question: str, vocab: CorpusVocab | None = None) -> list[str]:
     """Flat, de-duplicated list of the terms of `bridge_groups` (see there)."""
     out: list[str] = []
-    for group in bridge_groups(question):
+    for group in bridge_groups(question, vocab):
         for t in group:
             if t not in out:
                 out.append(t)
     return out
 
 
-def bridge_groups(question: str) -> list[list[str]]:
+def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[str]]:
     """Simplified-Chinese search terms, one group per English content word
     or phrase (alternatives within a group), for an English (or mixed)
     question. A content word with no translation gives a group holding the
     word itself, so callers can tell what the question asks that the
     dictionary cannot bridge.
 
-    Simplified-Chinese search terms for an English (or mixed) question.
-
     Returns terms in question order, de-duplicated: months as ``"8月"``,
-    numbers unchanged (``"2024"``), proper names of places and organisations
-    as their Chinese names, and for every other content word a handful of
-    CC-CEDICT headwords ranked by how definitional the match is and how
-    common the word is. Stopwords and question words are dropped. Chinese
-    text in the question is not repeated (the caller searches it as is), so a
+    numbers unchanged (``"2024"``), names written in pinyin as the Chinese
+    terms of the documents that read so (with `vocab`), and for every other
+    content word a handful of CC-CEDICT headwords ranked by how definitional
+    the match is, how common the word is and (with `vocab`) whether the
+    documents use it. Stopwords and question words are dropped. Chinese text
+    in the question is not repeated (the caller searches it as is), so a
     purely Chinese question gives ``[]``.
     """
     toks = _tokens(question)
@@ -734,23 +633,29 @@ def bridge_groups(question: str) -> list[list[str]]:
             emit([low.replace(",", "")])
             i += 1
             continue
-        # longest phrase first: glossary, then exact CEDICT senses
+        names, size = _pinyin_name(toks, i, vocab)
+        if names:
+            emit(names)
+            i += size
+            continue
+        # longest phrase first: language facts, then exact CEDICT senses
         matched = False
         for size in range(min(_MAX_NGRAM, n - i), 1, -1):
             span = toks[i:i + size]
             if any(t[1][0].isdigit() for t in span):
                 continue
             key = " ".join(t[1] for t in span)
-            terms = _GLOSSARY.get(key)
+            terms = _FACTS.get(key)
             if terms is None and key.endswith("s"):
-                terms = _GLOSSARY.get(key[:-1])
+                terms = _FACTS.get(key[:-1])
             if terms is None and _is_stop(span[0][1]):
                 continue
             if terms is None and _is_stop(span[-1][1]) and size > 3:
                 continue  # short phrasal verbs ("rely on", "focus on") may end in a particle
             if terms is None:
                 idx = idx or _index()
-                terms = _lookup_phrase(key, idx) or (key.endswith("s") and _lookup_phrase(key[:-1], idx)) or None
+                terms = (_lookup_phrase(key, idx, vocab)
+                         or (key.endswith("s") and _lookup_phrase(key[:-1], idx, vocab)) or None)
             if terms:
                 emit(terms)
                 i += size
@@ -758,15 +663,15 @@ def bridge_groups(question: str) -> list[list[str]]:
                 break
         if matched:
             continue
-        if low not in _GLOSSARY and (_is_stop(low) or len(low) < 2):
+        if low not in _FACTS and (_is_stop(low) or len(low) < 2):
             i += 1
             continue
-        parts = [p for p in low.split("-") if p] if "-" in low and low not in _GLOSSARY else [low]
+        parts = [p for p in low.split("-") if p] if "-" in low and low not in _FACTS else [low]
         for p in parts:
-            if p not in _GLOSSARY and _is_stop(p):
+            if p not in _FACTS and _is_stop(p):
                 continue
             idx = idx or _index()
-            terms = _lookup_word(p, idx)
+            terms = _lookup_word(p, idx, vocab)
             if not terms and orig.isupper() and 2 <= len(orig) <= 6:
                 terms = [orig]  # unknown acronym: Chinese text often keeps it ("PPT智能")
             emit(terms, p)

@@ -557,17 +557,13 @@ def english_names(text: str) -> str:
     """"陈刚" -> "Chen Gang" for people's names (jieba's nr tag), in pypinyin's romanisation:
     the model otherwise invents a transliteration ("Chen Guangming"); given both forms it
     wrote both ("Chen Gang (Chen Gang)")."""
-    try:
-        from pypinyin import lazy_pinyin
+    from pypinyin import lazy_pinyin
 
-        from rag.answer import _posseg
-    except ImportError:  # pragma: no cover - both are dependencies
-        return text
-    import jieba
+    from rag.text import jieba, posseg
 
-    freq = jieba.dt.FREQ
+    freq = jieba().dt.FREQ
     out = []
-    for w in _posseg().cut(text):
+    for w in posseg().cut(text):
         word = w.word
         # jieba tags common words nr too (智能化, 高水平); a person's name is rare in its dictionary
         if (w.flag in ("nr", "nrfg") and 2 <= len(word) <= 4 and all(_is_cjk(c) for c in word)
@@ -838,28 +834,20 @@ class LLMAnswerer:
     # -- internals
 
     def _select(self, question: str, hits: list[Hit], lang: str = "en") -> Selection:
-        """The passages to give the model and whether to ask it at all. When the extractive
-        answerer can judge support (`support(question, hits)`), an unsupported question is
-        refused without an LLM call; the passages holding the evidence sentences it picks
+        """The passages to give the model and whether to ask it at all. The gate
+        (`extractive.support`, the same decision as in extractive mode) refuses an unsupported
+        question without an LLM call; the passages holding the evidence sentences it picks
         (`pick_spans`) go first, each shown as a window starting at that evidence, then the
-        other passages that meet the question's needs, then the rest."""
+        other passages the gate passed, then the rest."""
         hits = list(hits)
         order = list(range(len(hits)))
         spans: list[tuple[int, int, int]] = []
-        support = getattr(self.extractive, "support", None)
-        if callable(support) and hits:
-            try:
-                sup = support(question, hits)
-                ok = sup.answerable(getattr(self.extractive, "min_coverage", 0.0),
-                                    getattr(self.extractive, "min_dense", 0.0))
-                passing = [i for i in getattr(sup, "passing", []) if 0 <= i < len(hits)]
-                pick = getattr(self.extractive, "pick_spans", None)
-                if ok and callable(pick):
-                    spans = [sp for sp in pick(question, hits, passing) if 0 <= sp[0] < len(hits)]
-            except Exception:  # the gate is an aid; without it the model decides alone
-                ok, passing, spans = True, [], []
-            if not ok:
+        if hits:
+            sup = self.extractive.support(question, hits)
+            if not sup.answerable:
                 return Selection([], False, [], [])
+            passing = [i for i in sup.passing if 0 <= i < len(hits)]
+            spans = [sp for sp in self.extractive.pick_spans(question, hits, passing) if 0 <= sp[0] < len(hits)]
             order = list(dict.fromkeys([hi for hi, _, _ in spans] + passing + order))
         if lang == "en" and spans:
             # English: only the evidence sentences. The model translates what it reads, so

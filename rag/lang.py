@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+from rag.text import CJK_RE as _CJK_RE
+
 _LATIN_WORD_RE = re.compile(r"[A-Za-z]{2,}")
 
 

@@ -11,10 +11,9 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-# CJK ideographs (basic + extension A + compatibility) -- used to decide
-# whether ASCII punctuation sits "inside Chinese text".
-CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RE = re.compile(f"[{CJK}]")
+from rag.text import CJK
+from rag.text import CJK_RE as _CJK_RE
+
 _TONE = "āáǎàēéěèīíǐìōóǒòūúǔùüǘǚǜ"
 # `制造業(yè)`: a pinyin syllable with a tone mark, in ASCII or full-width
 # parentheses, glued to the ideograph it annotates. Requiring the tone mark
@@ -24,6 +23,7 @@ _PINYIN_RE = re.compile(
 )
 # ASCII punctuation that the scrape used inside Chinese text.
 _ASCII_TO_FULL = {",": "，", ":": "：", ";": "；", "?": "？", "!": "！"}
+# ASCII punctuation between these sits "inside Chinese text".
 _CJK_CONTEXT = f"{CJK}“”‘’「」『』《》（）。，、：；？！…—"
 _ASCII_PUNCT_RE = re.compile(
     f"(?<=[{_CJK_CONTEXT}])[,:;?!]|[,:;?!](?=[{_CJK_CONTEXT}])"

@@ -7,8 +7,10 @@ Exposed as a plain `search()` and as a LlamaIndex `BaseRetriever`.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
+from collections import Counter
 from functools import lru_cache
 
 import numpy as np
@@ -63,9 +65,15 @@ class KeywordIndex:
         self.chunks = chunks
         self.tokens = [tokenize(f"{c.heading} {c.text}") for c in chunks]
         self.vocab = {t for toks in self.tokens for t in toks}
+        self.df = Counter(t for toks in self.tokens for t in set(toks))
         self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
         if chunks:
             self.bm25.index(self.tokens, show_progress=False)
+
+    def idf(self, term: str) -> float:
+        """BM25's inverse document frequency of a search token."""
+        n, df = len(self.chunks) or 1, self.df.get(term, 0)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         toks = [t for t in query_tokens if t in self.vocab]
@@ -74,15 +82,14 @@ class KeywordIndex:
         return np.asarray(self.bm25.get_scores(toks), dtype=np.float32)
 
 
-def bridge(question: str) -> list[str]:
-    """Chinese terms for an English question ([] for Chinese questions)."""
+def bridge(question: str, vocab=None) -> list[str]:
+    """Chinese terms for an English question ([] for Chinese questions); with
+    `vocab` (a `rag.crossling.CorpusVocab`) narrowed to the documents' terms."""
     if detect_lang(question) != "en":
         return []
-    try:
-        from rag.crossling import bridge_terms
-    except ImportError:  # bridge not installed: English tokens only
-        return []
-    return bridge_terms(question)
+    from rag.crossling import bridge_terms
+
+    return bridge_terms(question, vocab)
 
 
 def query_tokens(question: str, terms: list[str] | None = None) -> list[str]:
@@ -119,15 +126,19 @@ class Searcher:
                 self.store = store
             self.chunks = self.store.all_chunks()
             self.keyword = KeywordIndex(self.chunks)
+            from rag.crossling import CorpusVocab
+
+            self.vocab = CorpusVocab(self.keyword.vocab)
             self._by_id = {c.id: i for i, c in enumerate(self.chunks)}
 
     def search(self, question: str, k: int | None = None) -> list[Hit]:
         k = k or self.settings.top_k
         with self._lock:
             store, keyword, by_id, chunks = self.store, self.keyword, self._by_id, self.chunks
+            vocab = self.vocab
         if not chunks:
             return []
-        terms = bridge(question)
+        terms = bridge(question, vocab)
         # Fusion is a weighted sum of min-max normalised scores over each
         # list's candidates (measured better than reciprocal-rank fusion by
         # bench/fusion.py: rank fusion buries a passage that one retriever is

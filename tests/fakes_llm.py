@@ -96,6 +96,15 @@ class FakeExtractive:
         yield ans.text
         yield ans
 
+    def support(self, question, hits):
+        """Every passage answers (tests of the LLM path, not of the gate)."""
+        from rag.gate import Support
+
+        return Support(bool(hits), 1.0 if hits else 0.0, list(range(min(3, len(hits)))))
+
+    def pick_spans(self, question, hits, allowed):
+        return []
+
 
 def hit(text: str, n: int, start: int = 0) -> Hit:
     return Hit(

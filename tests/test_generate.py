@@ -173,17 +173,12 @@ def test_no_hits_refuses_without_calling_the_model():
 
 
 def test_support_gate_refuses_without_a_model_call_and_orders_passing_passages_first():
-    class Sup:
-        def __init__(self, ok, passing):
-            self.ok, self.passing = ok, passing
+    from rag.gate import Support
 
-        def answerable(self, min_coverage, min_dense=0.0):
-            return self.ok
+    def Sup(ok, passing):
+        return Support(ok, 0.9 if ok else 0.1, passing)
 
     class Gated(FakeExtractive):
-        min_coverage = 0.1
-        min_dense = 0.0
-
         def __init__(self, sup):
             super().__init__()
             self.sup = sup

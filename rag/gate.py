@@ -1,0 +1,246 @@
+"""Answerability: do the retrieved passages answer the question, and which ones?
+
+A small logistic model, fitted by `scripts/fit_gate.py` on the development sets
+and stored in `rag/data/gate.json`, scores each (question, passage) pair from
+signals that hold for any collection: dense similarity, keyword score, the
+share of the question's content terms a passage (and its best sentence)
+covers, whether it holds the kind of thing asked for (a number, a date, a
+person, a place) and the names the question mentions. The question is
+answerable when a passage among the top few scores above the fitted threshold.
+No word list or rule here names a term of any document; the question words are
+language facts in `rag/data/question_words.json`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from rag.chunking import split_sentences
+from rag.lang import detect_lang, to_simplified
+from rag.text import posseg
+from rag.types import Hit
+
+DATA = Path(__file__).parent / "data"
+MODEL_FILE = DATA / "gate.json"
+QUESTION_WORDS_FILE = DATA / "question_words.json"
+TOP_PASSAGES = 3  # passages the gate (and the answerers) look at
+
+# Kinds of things an answer can be, recognised in a passage by language facts.
+_NUMERAL = "零一二两三四五六七八九十百千万亿"
+_HAS_KIND = {
+    "number": re.compile(rf"\d|[{_NUMERAL}]{{2,}}|[{_NUMERAL}][个位名次年岁种件座条项家台倍成人部首]|百分之"),
+    "time": re.compile(
+        rf"\d{{1,4}}\s*年|\d{{1,2}}\s*月|\d{{1,2}}\s*日|[{_NUMERAL}]+[年月日]|世纪|年代|公元|朝|时期|时代|"
+        r"\b(1[0-9]|20)\d{2}\b|\b(january|february|march|april|may|june|july|august|september|october|"
+        r"november|december|century)\b"
+    ),
+}
+_YEAR_RE = re.compile(r"(?<!\d)(?:1[0-9]|20)\d{2}(?!\d)")
+_LATIN_NAME_RE = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z'’\-]+(?:\s+[A-Z][a-zA-Z'’\-]+)*")
+_ENTITY_FLAGS = ("nr", "nrt", "nrfg", "ns", "nt", "nz")
+
+FEATURES = [
+    "dense", "dense_gap", "keyword", "inv_rank", "coverage", "sentence_coverage",
+    "kind_asked", "kind_in_sentence", "kind_in_passage", "names_asked", "name_coverage",
+    "year_conflict", "english",
+]
+
+
+@lru_cache(maxsize=1)
+def question_words() -> dict:
+    return json.loads(QUESTION_WORDS_FILE.read_text(encoding="utf-8"))
+
+
+def _cues(lang_key: str) -> list[tuple[str, str]]:
+    """(cue, kind) pairs, longest cue first so "how long" beats "how"."""
+    types = question_words()["types"]
+    pairs = [(cue, kind) for kind, by_lang in types.items() for cue in by_lang[lang_key]]
+    return sorted(pairs, key=lambda p: -len(p[0]))
+
+
+def expected_kind(question: str) -> str | None:
+    """"person", "time", "place", "number" or None, from the question words."""
+    if detect_lang(question) == "en":
+        q = " " + re.sub(r"[^a-z0-9]+", " ", question.lower()) + " "
+        for cue, kind in _cues("en"):
+            if f" {cue} " in q:
+                return kind
+        return None
+    q = to_simplified(question)
+    for cue, kind in _cues("zh"):
+        if cue in q:
+            return kind
+    return None
+
+
+@lru_cache(maxsize=4096)
+def kind_spans(text: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Where the text holds each kind of answer: numbers and dates by pattern, people and
+    places by jieba's part-of-speech tags (and capitalised Latin names). Cached: the gate
+    and the span picker look at the same passages."""
+    simp = to_simplified(text)  # same length: OpenCC t2s maps character for character here
+    if len(simp) != len(text):
+        simp = text
+    out: dict[str, list[tuple[int, int]]] = {k: [] for k in ("number", "time", "person", "place")}
+    for kind, rx in _HAS_KIND.items():
+        out[kind] = [m.span() for m in rx.finditer(simp.lower())]
+    pos = 0
+    for w in posseg().cut(simp):
+        a, b = pos, pos + len(w.word)
+        pos = b
+        if len(w.word) < 2:
+            continue
+        if w.flag in ("nr", "nrt", "nrfg"):
+            out["person"].append((a, b))
+        elif w.flag == "ns":
+            out["place"].append((a, b))
+    for m in re.finditer(r"[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*", text):
+        out["person"].append(m.span())
+        out["place"].append(m.span())
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def has_kind(kind: str | None, text: str, start: int = 0, end: int | None = None) -> bool:
+    """Whether text[start:end] holds the kind of thing a question asks for."""
+    if kind is None:
+        return False
+    end = len(text) if end is None else end
+    return any(a < end and b > start for a, b in kind_spans(text)[kind])
+
+
+@dataclass
+class Question:
+    """What a passage must hold to answer a question (built once per question)."""
+
+    text: str
+    english: bool
+    kind: str | None
+    groups: list[list[str]]   # content terms, alternatives within a group (search tokens)
+    weights: list[float]      # idf of each group
+    names: list[list[str]]    # names, places, numbers the question mentions
+    years: set[str]
+
+
+@dataclass
+class Support:
+    """The gate's verdict: answerable or not, and the passages that answer."""
+
+    answerable: bool
+    probability: float                             # best passage's score, 0..1
+    passing: list[int] = field(default_factory=list)  # hit indexes above the threshold, best first
+    scores: list[float] = field(default_factory=list)  # one per looked-at hit
+    kind: str | None = None
+    reason: str = ""
+
+
+class AnswerabilityGate:
+    """`check(question, hits) -> Support` with the fitted model in rag/data/gate.json."""
+
+    def __init__(self, model: dict | None = None, idf=None, vocab=None):
+        self.model = model if model is not None else load_model()
+        self.idf = idf or (lambda term: 1.0)  # term -> inverse document frequency
+        self.vocab = vocab                     # rag.crossling.CorpusVocab for English questions
+        self.threshold = float(self.model["threshold"])
+
+    # ---- question side -------------------------------------------------
+    def question(self, question: str) -> Question:
+        from rag.retrieval import tokenize
+
+        english = detect_lang(question) == "en"
+        frame = set(question_words()["frame"]["en" if english else "zh"])
+        cues = {c for c, _ in _cues("en" if english else "zh")}
+        toks = [t for t in dict.fromkeys(tokenize(question)) if t not in frame and t not in cues]
+        groups: list[list[str]] = []
+        names: list[list[str]] = []
+        q = to_simplified(question)
+        if english:
+            from rag.crossling import bridge_groups
+
+            bridged = bridge_groups(question, self.vocab)
+            for g in bridged:
+                alts = list(dict.fromkeys(t for term in g for t in (tokenize(term) or [term.lower()])))
+                if alts:
+                    groups.append(alts)
+            groups += [[t] for t in toks if t.isascii() and t.isalpha() and len(t) > 2
+                       and not any(t in g for g in groups)]
+            for m in _LATIN_NAME_RE.finditer(question.strip()):
+                name = m.group(0)
+                alts = [t for g in bridge_groups(name, self.vocab) for t in g] + [name.lower()]
+                names.append(list(dict.fromkeys(a.lower() for a in alts)))
+        else:
+            groups = [[t] for t in toks]
+            for w in posseg().cut(q):
+                word = w.word.strip().lower()
+                if len(word) >= 2 and (w.flag in _ENTITY_FLAGS) and word not in cues:
+                    names.append([word])
+        names += [[n] for n in re.findall(r"\d+(?:\.\d+)?", q) if not _YEAR_RE.fullmatch(n)]
+        weights = [max(self.idf(t) for t in g) for g in groups]
+        return Question(question, english, expected_kind(question), groups, weights, names,
+                        set(_YEAR_RE.findall(q)))
+
+    # ---- passage side --------------------------------------------------
+    def features(self, q: Question, hits: list[Hit], i: int) -> dict[str, float]:
+        from rag.retrieval import tokenize
+
+        h = hits[i]
+        text = f"{h.chunk.heading} {h.chunk.text}"
+        simp = to_simplified(text).lower()
+        toks = set(tokenize(text))
+        total = sum(q.weights) or 1.0
+
+        def coverage(tokens: set[str]) -> float:
+            return sum(w for g, w in zip(q.groups, q.weights) if any(t in tokens for t in g)) / total
+
+        best_cov, best_span = 0.0, (0, 0)
+        for a, b in split_sentences(h.chunk.text):
+            c = coverage(set(tokenize(h.chunk.text[a:b])))
+            if c > best_cov:
+                best_cov, best_span = c, (a, b)
+        dense = [x.dense_score for x in hits[:TOP_PASSAGES] if x.dense_score is not None]
+        kws = [x.keyword_score or 0.0 for x in hits[:TOP_PASSAGES]]
+        years = set(_YEAR_RE.findall(simp))
+        name_hits = sum(any(a in simp for a in alts) for alts in q.names)
+        return {
+            "dense": h.dense_score if h.dense_score is not None else (min(dense) if dense else 0.0),
+            "dense_gap": (h.dense_score or 0.0) - max(dense) if dense and h.dense_score is not None else -0.1,
+            "keyword": (h.keyword_score or 0.0) / max(kws) if max(kws, default=0.0) > 0 else 0.0,
+            "inv_rank": 1.0 / (i + 1),
+            "coverage": coverage(toks),
+            "sentence_coverage": best_cov,
+            "kind_asked": float(q.kind is not None),
+            "kind_in_sentence": float(has_kind(q.kind, h.chunk.text, *best_span)),
+            "kind_in_passage": float(has_kind(q.kind, h.chunk.text)),
+            "names_asked": float(bool(q.names)),
+            "name_coverage": name_hits / len(q.names) if q.names else 1.0,
+            "year_conflict": float(bool(q.years and years and not (q.years & years))),
+            "english": float(q.english),
+        }
+
+    def score(self, feats: dict[str, float]) -> float:
+        m = self.model
+        z = m["intercept"] + sum(
+            c * (feats[name] - mu) / sd for name, c, mu, sd in zip(m["features"], m["coef"], m["mean"], m["scale"])
+        )
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def check(self, question: str, hits: list[Hit]) -> Support:
+        if not hits:
+            return Support(False, 0.0, [], [], None, "nothing retrieved")
+        q = self.question(question)
+        scores = [self.score(self.features(q, hits, i)) for i in range(min(TOP_PASSAGES, len(hits)))]
+        passing = sorted((i for i, s in enumerate(scores) if s >= self.threshold), key=lambda i: -scores[i])
+        best = max(scores)
+        reason = "" if passing else f"no passage scores above {self.threshold:.2f} (best {best:.2f})"
+        return Support(bool(passing), best, passing, scores, q.kind, reason)
+
+
+def load_model(path: Path = MODEL_FILE) -> dict:
+    model = json.loads(Path(path).read_text(encoding="utf-8"))
+    if model.get("features") != FEATURES:
+        raise RuntimeError(f"{path}: fitted for features {model.get('features')}, code has {FEATURES}; "
+                           "rerun scripts/fit_gate.py")
+    return model

@@ -1,0 +1,57 @@
+"""Text helpers shared by every stage: what counts as a Chinese character, one
+jieba setup, and the stopword lists (data files in rag/data/).
+
+One definition of each, so the chunker, the retriever, the gate and the
+answerers agree on what a CJK character or a stopword is.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+
+# CJK ideographs: basic block, extension A, compatibility ideographs.
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_RE = re.compile(f"[{CJK}]")
+
+
+def is_cjk(ch: str) -> bool:
+    return bool(CJK_RE.match(ch))
+
+
+def cjk_count(text: str) -> int:
+    return len(CJK_RE.findall(text))
+
+
+def _word_list(name: str) -> frozenset[str]:
+    lines = (DATA / name).read_text(encoding="utf-8").splitlines()
+    return frozenset(w.strip() for w in lines if w.strip() and not w.startswith("#"))
+
+
+@lru_cache(maxsize=None)
+def stopwords(kind: str = "search") -> frozenset[str]:
+    """"search": tokens the keyword index drops (Chinese and English function and
+    question words); "bridge": English words the dictionary bridge skips."""
+    return _word_list({"search": "stopwords_search.txt", "bridge": "stopwords_en_bridge.txt"}[kind])
+
+
+@lru_cache(maxsize=1)
+def jieba():
+    """jieba, initialised once and quiet."""
+    import jieba as jb
+
+    jb.setLogLevel(logging.WARNING)
+    jb.initialize()
+    return jb
+
+
+@lru_cache(maxsize=1)
+def posseg():
+    """jieba's part-of-speech tagger (over the same initialised dictionary)."""
+    jieba()
+    import jieba.posseg as ps
+
+    return ps
