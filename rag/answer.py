@@ -59,18 +59,22 @@ class ExtractiveAnswerer:
             if not 0 <= hi < len(hits):
                 continue
             text = hits[hi].chunk.text
-            for a, b in split_sentences(text):
-                sent = text[a:b]
-                toks = set(tokenize(sent))
-                cover = sum(w for g, w in zip(q.groups, q.weights) if any(t in toks for t in g)) / total
+            spans = split_sentences(text)
+            sent_toks = [set(tokenize(text[a:b])) for a, b in spans]
+            # A term in every sentence of the passage (its subject, often replaced by a
+            # pronoun where the answer is) does not tell the sentences apart; a term in
+            # one sentence does.
+            spread = [sum(any(t in toks for t in g) for toks in sent_toks) or 1 for g in q.groups]
+            for (a, b), toks in zip(spans, sent_toks):
+                cover = sum(w / n for g, w, n in zip(q.groups, q.weights, spread) if any(t in toks for t in g)) / total
                 kind = 0.3 if has_kind(q.kind, text, a, b) else 0.0
-                names = sum(any(x in to_simplified(sent).lower() for x in alts) for alts in q.names)
+                names = sum(any(x in to_simplified(text[a:b]).lower() for x in alts) for alts in q.names)
                 score = cover + kind + 0.1 * names + 0.1 / (order[hi] + 1)
                 scored.append((score, hi, a, b))
         scored.sort(key=lambda s: -s[0])
         picked: list[tuple[int, int, int]] = []
         for score, hi, a, b in scored:
-            if picked and (score <= 0.15 or score < 0.7 * scored[0][0]):
+            if picked and (score <= 0.15 or score < 0.5 * scored[0][0]):
                 break  # a second sentence only when it is nearly as relevant
             picked.append((hi, a, b))
             if len(picked) >= self.max_sentences:

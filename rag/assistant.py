@@ -70,8 +70,7 @@ class Assistant:
         # frequencies and bridges English names through the documents' vocabulary.
         from rag.gate import AnswerabilityGate
 
-        s = self._searcher
-        self.extractive.gate = AnswerabilityGate(self.extractive.gate.model, idf=s.keyword.idf, vocab=s.vocab)
+        self.extractive.gate = AnswerabilityGate(self.extractive.gate.model, corpus=self._searcher)
 
     def index(self, rebuild: bool = False, console=None):
         """Bring the index up to date with the documents folder."""

@@ -32,7 +32,9 @@ TOP_PASSAGES = 3  # passages the gate (and the answerers) look at
 # Kinds of things an answer can be, recognised in a passage by language facts.
 _NUMERAL = "零一二两三四五六七八九十百千万亿"
 _HAS_KIND = {
-    "number": re.compile(rf"\d|[{_NUMERAL}]{{2,}}|[{_NUMERAL}][个位名次年岁种件座条项家台倍成人部首]|百分之"),
+    # a count or amount, not a date ("1955年12月" answers "when", not "how many")
+    "number": re.compile(rf"\d+(?:[.,]\d+)*(?!\d|\s*[年月日号])|[{_NUMERAL}]{{2,}}(?![年月日])|"
+                         rf"[{_NUMERAL}][个位名次岁种件座条项家台倍成人部首]|百分之"),
     "time": re.compile(
         rf"\d{{1,4}}\s*年|\d{{1,2}}\s*月|\d{{1,2}}\s*日|[{_NUMERAL}]+[年月日]|世纪|年代|公元|朝|时期|时代|"
         r"\b(1[0-9]|20)\d{2}\b|\b(january|february|march|april|may|june|july|august|september|october|"
@@ -140,11 +142,21 @@ class Support:
 class AnswerabilityGate:
     """`check(question, hits) -> Support` with the fitted model in rag/data/gate.json."""
 
-    def __init__(self, model: dict | None = None, idf=None, vocab=None):
+    def __init__(self, model: dict | None = None, corpus=None):
         self.model = model if model is not None else load_model()
-        self.idf = idf or (lambda term: 1.0)  # term -> inverse document frequency
-        self.vocab = vocab                     # rag.crossling.CorpusVocab for English questions
-        self.threshold = float(self.model["threshold"])
+        # The live index's statistics (a rag.retrieval.Searcher): `idf(term)` weighs the
+        # question's terms, `vocab` (rag.crossling.CorpusVocab) bridges English names.
+        # Read at each question, so a reloaded index is followed.
+        self.corpus = corpus
+        # one threshold per question language: "en" (over any text) or "zh"
+        self.thresholds = {k: float(v) for k, v in self.model["threshold"].items()}
+
+    def idf(self, term: str) -> float:
+        return self.corpus.idf(term) if self.corpus is not None else 1.0
+
+    @property
+    def vocab(self):
+        return self.corpus.vocab if self.corpus is not None else None
 
     # ---- question side -------------------------------------------------
     def question(self, question: str) -> Question:
@@ -160,7 +172,8 @@ class AnswerabilityGate:
         if english:
             from rag.crossling import bridge_groups
 
-            bridged = bridge_groups(question, self.vocab)
+            vocab = self.vocab
+            bridged = bridge_groups(question, vocab)
             for g in bridged:
                 alts = list(dict.fromkeys(t for term in g for t in (tokenize(term) or [term.lower()])))
                 if alts:
@@ -169,7 +182,7 @@ class AnswerabilityGate:
                        and not any(t in g for g in groups)]
             for m in _LATIN_NAME_RE.finditer(question.strip()):
                 name = m.group(0)
-                alts = [t for g in bridge_groups(name, self.vocab) for t in g] + [name.lower()]
+                alts = [t for g in bridge_groups(name, vocab) for t in g] + [name.lower()]
                 names.append(list(dict.fromkeys(a.lower() for a in alts)))
         else:
             groups = [[t] for t in toks]
@@ -232,9 +245,10 @@ class AnswerabilityGate:
             return Support(False, 0.0, [], [], None, "nothing retrieved")
         q = self.question(question)
         scores = [self.score(self.features(q, hits, i)) for i in range(min(TOP_PASSAGES, len(hits)))]
-        passing = sorted((i for i, s in enumerate(scores) if s >= self.threshold), key=lambda i: -scores[i])
+        threshold = self.thresholds["en" if q.english else "zh"]
+        passing = sorted((i for i, s in enumerate(scores) if s >= threshold), key=lambda i: -scores[i])
         best = max(scores)
-        reason = "" if passing else f"no passage scores above {self.threshold:.2f} (best {best:.2f})"
+        reason = "" if passing else f"no passage scores above {threshold:.2f} (best {best:.2f})"
         return Support(bool(passing), best, passing, scores, q.kind, reason)
 
 

@@ -131,6 +131,10 @@ class Searcher:
             self.vocab = CorpusVocab(self.keyword.vocab)
             self._by_id = {c.id: i for i, c in enumerate(self.chunks)}
 
+    def idf(self, term: str) -> float:
+        """Inverse document frequency of a search token in the live index."""
+        return self.keyword.idf(term)
+
     def search(self, question: str, k: int | None = None) -> list[Hit]:
         k = k or self.settings.top_k
         with self._lock:

@@ -38,7 +38,8 @@ def test_model_file_is_fitted_for_these_features():
     model = load_model()
     assert model["features"] == FEATURES
     assert len(model["coef"]) == len(model["mean"]) == len(model["scale"]) == len(FEATURES)
-    assert 0.0 < model["threshold"] < 1.0
+    assert set(model["threshold"]) == {"en", "zh"}
+    assert all(0.0 < t < 1.0 for t in model["threshold"].values())
     cv = model["cross_validation"]["by_set"]
     assert {"cmrc-train", "crosslingual", "drcd", "seed"} <= set(cv)
 
@@ -61,7 +62,8 @@ def test_fit_script_reproduces_the_stored_model():
     for key in ("mean", "scale", "coef"):
         assert fitted[key] == pytest.approx(stored[key], abs=1e-3), key
     assert fitted["intercept"] == pytest.approx(stored["intercept"], abs=1e-3)
-    assert fitted["threshold"] == pytest.approx(stored["threshold"], abs=1e-3)
+    for lang, t in stored["threshold"].items():
+        assert fitted["threshold"][lang] == pytest.approx(t, abs=1e-3)
     # cross-validated: every set was judged by a model fitted without its corpus
     assert fitted["cross_validation"] == stored["cross_validation"]
 
