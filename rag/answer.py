@@ -153,9 +153,11 @@ class Support:
         return self.coverage >= min_coverage and bool(self.passing) and self.best_dense >= min_dense
 
 
-def _idf(term: str, doc_tokens: list[set[str]]) -> float:
+def _idf(term: str, doc_tokens) -> float:
+    """doc_tokens: the token sets of the corpus' chunks, or the keyword index
+    (anything with len() and doc_freq(term)), which counts them without a scan."""
     n = len(doc_tokens) or 1
-    df = sum(1 for toks in doc_tokens if term in toks)
+    df = sum(1 for toks in doc_tokens if term in toks) if isinstance(doc_tokens, list) else doc_tokens.doc_freq(term)
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 

@@ -1,0 +1,281 @@
+"""The keyword side of hybrid search: BM25 (bm25s) over chunk tokens, kept on disk.
+
+Tokens are computed once per chunk at index time; the index lives in a folder of the build,
+is memory-mapped when opened (nothing is tokenised) and is rewritten, never edited, when files change.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+K1, B = 1.2, 0.75  # the BM25 parameters the in-memory index used (bm25s "lucene" method)
+_DOCS = "docs.json"  # source names and format version; the arrays are .npy files beside it
+FORMAT = 1
+
+
+@dataclass
+class NewDoc:
+    """A chunk to add: its id, source and search tokens (rag.retrieval.tokenize of heading + text)."""
+
+    id: str
+    source: str
+    tokens: list[str]
+
+
+def _float_mode() -> np.dtype:
+    # bm25s computes k1*(1-b+b*len/avg) as a numpy float64 scalar and adds the float32
+    # term frequencies to it; numpy 2 keeps that in float64, numpy 1 in float32. Match it
+    # so that the stored scores are bit-identical to bm25s' own index.
+    return (np.float64(1.0) + np.ones(1, dtype=np.float32)).dtype
+
+
+def bm25_matrix(tf_doc: np.ndarray, tf_tok: np.ndarray, tf_cnt: np.ndarray, doc_len: np.ndarray, n_vocab: int):
+    """The bm25s score matrix (csc: data, indices, indptr) from (doc, token, count) triples,
+    computed with bm25s' own formulas and dtypes, vectorised."""
+    import scipy.sparse as sp
+
+    n_docs = len(doc_len)
+    df = np.bincount(tf_tok, minlength=n_vocab)
+    # idf as bm25s does it: math.log in double per token, stored as float32 (np.log may
+    # differ from libm in the last bit, so compute once per distinct df with math.log)
+    distinct = np.unique(df)
+    idf_d = np.array([math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for d in distinct.tolist()], dtype=np.float32)
+    idf = idf_d[np.searchsorted(distinct, df)]
+    avg = np.asarray(doc_len, dtype=np.int64).mean()
+    denom = K1 * ((1 - B) + B * doc_len.astype(np.float64) / avg)
+    mode = _float_mode()
+    tf = tf_cnt.astype(np.float32)
+    tfc = tf.astype(mode) / (denom[tf_doc].astype(mode) + tf.astype(mode))
+    data = (idf[tf_tok].astype(mode) * tfc).astype(np.float32)
+    m = sp.csc_matrix((data, (tf_doc, tf_tok)), shape=(n_docs, n_vocab), dtype=np.float32)
+    return m.data, m.indices, m.indptr, df
+
+
+class KeywordIndex:
+    """BM25 over chunk tokens. `scores(query_tokens)` gives one score per document of the
+    index, in the order of `ids`; `doc_index(chunk_id)` maps back."""
+
+    def __init__(self, path: Path | None, bm25, ids: np.ndarray, src: np.ndarray, sources: list[str],
+                 ids_sorted: np.ndarray, ids_order: np.ndarray, df: np.ndarray | None):
+        self.path = path
+        self.bm25 = bm25  # None when the index is empty
+        self.ids = ids
+        self.src = src
+        self.sources = sources
+        self._ids_sorted = ids_sorted
+        self._ids_order = ids_order
+        self._df = df
+        self.vocab = bm25.vocab_dict if bm25 is not None else {}
+
+    # ---- reading ---------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path) -> "KeywordIndex":
+        """Memory-map a saved index (tokenises nothing, reads no chunk text)."""
+        import bm25s
+
+        meta = json.loads((path / _DOCS).read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"keyword index format {meta.get('format')} in {path}")
+        load = lambda name: np.load(path / name, mmap_mode="r")  # noqa: E731
+        bm25 = None
+        if meta["n_docs"]:
+            bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True)
+        return cls(path, bm25, load("ids.npy"), load("src.npy"), meta["sources"], load("ids_sorted.npy"),
+                   load("ids_order.npy"), None)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.ids)
+
+    def scores(self, query_tokens: list[str]) -> np.ndarray:
+        toks = [t for t in query_tokens if t in self.vocab]
+        if self.bm25 is None or not toks:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return np.asarray(self.bm25.get_scores(toks), dtype=np.float32)
+
+    def top(self, scores: np.ndarray, n: int) -> list[int]:
+        """Indexes of the n best positive scores, best first (ties by document order)."""
+        pos = np.flatnonzero(scores > 0)
+        if len(pos) > n:
+            part = np.argpartition(-scores[pos], n - 1)[:n]
+            # keep every document tied with the n-th score, then cut after sorting
+            cut = scores[pos[part]].min()
+            pos = pos[scores[pos] >= cut]
+        order = np.lexsort((pos, -scores[pos]))
+        return [int(i) for i in pos[order][:n]]
+
+    def chunk_id(self, i: int) -> str:
+        return self.ids[i].decode()
+
+    def doc_index(self, chunk_id: str) -> int | None:
+        key = chunk_id.encode()
+        j = int(np.searchsorted(self._ids_sorted, key))
+        if j < len(self._ids_sorted) and self._ids_sorted[j] == key:
+            return int(self._ids_order[j])
+        return None
+
+    def __contains__(self, chunk_id: str) -> bool:
+        return self.doc_index(chunk_id) is not None
+
+    def doc_freq(self, term: str) -> int:
+        """How many chunks contain the term (the extractive answerer weighs terms by it)."""
+        t = self.vocab.get(term)
+        if t is None or self.bm25 is None:
+            return 0
+        indptr = self.bm25.scores["indptr"]
+        return int(indptr[t + 1] - indptr[t])
+
+    def ids_by_source(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for i, s in zip(self.ids.tolist(), self.src.tolist()):
+            out.setdefault(self.sources[s], set()).add(i.decode())
+        return out
+
+    def ids_of(self, sources: Iterable[str]) -> dict[str, set[str]]:
+        wanted = {s: k for k, s in enumerate(self.sources) if s in set(sources)}
+        out: dict[str, set[str]] = {s: set() for s in wanted}
+        if not wanted:
+            return out
+        codes = np.array(list(wanted.values()), dtype=np.int32)
+        rows = np.flatnonzero(np.isin(self.src, codes))
+        for r in rows.tolist():
+            out[self.sources[int(self.src[r])]].add(self.ids[r].decode())
+        return out
+
+    def source_counts(self) -> dict[str, int]:
+        counts = np.bincount(np.asarray(self.src), minlength=len(self.sources))
+        return {s: int(c) for s, c in zip(self.sources, counts.tolist()) if c}
+
+    # ---- writing ---------------------------------------------------------
+    def updated(self, folder: Path, remove_sources: Iterable[str], add: Sequence[NewDoc]) -> "KeywordIndex":
+        """A new index in `folder`: this one without the chunks of `remove_sources`, plus `add`
+        (which may re-add chunks of a removed source). This index is left untouched."""
+        remove = set(remove_sources)
+        add_ids = {d.id for d in add}
+        keep = np.ones(len(self.ids), dtype=bool)
+        if remove:
+            codes = [k for k, s in enumerate(self.sources) if s in remove]
+            keep &= ~np.isin(self.src, np.array(codes, dtype=np.int32))
+        if add_ids and self.path is not None and len(self.ids):
+            keep &= ~np.isin(self.ids, np.array(sorted(i.encode() for i in add_ids)))
+        tf_ptr, tf_tok, tf_cnt, doc_len = self._triples()
+        vocab = dict(self.vocab)
+        # kept documents, renumbered
+        keep_idx = np.flatnonzero(keep)
+        counts = np.diff(tf_ptr)[keep_idx]
+        sel = np.repeat(keep, np.diff(tf_ptr))
+        k_tok, k_cnt = tf_tok[sel], tf_cnt[sel]
+        k_doc = np.repeat(np.arange(len(keep_idx), dtype=np.int32), counts)
+        ids = list(np.asarray(self.ids)[keep_idx])
+        src_names = list(self.sources)
+        src_code = {s: k for k, s in enumerate(src_names)}
+        src = list(np.asarray(self.src)[keep_idx])
+        lens = list(np.asarray(doc_len)[keep_idx])
+        n_tok, n_cnt, n_doc = [], [], []
+        base = len(keep_idx)
+        for j, d in enumerate(add):
+            ids.append(d.id.encode())
+            if d.source not in src_code:
+                src_code[d.source] = len(src_names)
+                src_names.append(d.source)
+            src.append(src_code[d.source])
+            lens.append(len(d.tokens))
+            tf: dict[int, int] = {}
+            for t in d.tokens:
+                v = vocab.get(t)
+                if v is None:
+                    v = vocab[t] = len(vocab)
+                tf[v] = tf.get(v, 0) + 1
+            n_tok.extend(tf)
+            n_cnt.extend(tf.values())
+            n_doc.extend([base + j] * len(tf))
+        tf_doc = np.concatenate([k_doc, np.array(n_doc, dtype=np.int32)])
+        tf_tok = np.concatenate([k_tok, np.array(n_tok, dtype=np.int32)])
+        tf_cnt = np.concatenate([k_cnt, np.array(n_cnt, dtype=np.int32)])
+        ids_a = np.array(ids, dtype=f"S{max([len(i) for i in ids] + [1])}")
+        return _write(folder, vocab, ids_a, np.array(src, dtype=np.int32), src_names,
+                      np.array(lens, dtype=np.int32), tf_doc, tf_tok, tf_cnt)
+
+    def _triples(self):
+        if self.path is None or not len(self.ids):
+            z = np.zeros(0, dtype=np.int32)
+            return np.zeros(1, dtype=np.int64), z, z, z
+        p = self.path
+        return (np.load(p / "tf_ptr.npy"), np.load(p / "tf_tok.npy"), np.load(p / "tf_cnt.npy"),
+                np.load(p / "doc_len.npy"))
+
+    @classmethod
+    def empty(cls) -> "KeywordIndex":
+        z = np.zeros(0, dtype="S1")
+        return cls(None, None, z, np.zeros(0, dtype=np.int32), [], z, np.zeros(0, dtype=np.int32), None)
+
+    @classmethod
+    def build(cls, folder: Path, docs: Sequence[NewDoc]) -> "KeywordIndex":
+        return cls.empty().updated(folder, (), docs)
+
+
+def _write(folder: Path, vocab: dict[str, int], ids, src, sources, doc_len, tf_doc, tf_tok, tf_cnt) -> KeywordIndex:
+    """Write a complete index into a fresh folder (it becomes live only when the
+    manifest names it)."""
+    import bm25s
+
+    folder.mkdir(parents=True, exist_ok=False)
+    # drop sources that no longer have chunks, so the list does not grow forever
+    used = np.unique(src) if len(src) else np.zeros(0, dtype=np.int32)
+    remap = np.full(len(sources) + 1, -1, dtype=np.int32)
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    src = remap[src] if len(src) else src
+    sources = [sources[i] for i in used.tolist()]
+    n_docs = len(ids)
+    tf_ptr = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(np.bincount(tf_doc, minlength=n_docs), out=tf_ptr[1:])
+    if n_docs:
+        data, indices, indptr, _ = bm25_matrix(tf_doc, tf_tok, tf_cnt, doc_len, len(vocab))
+        bm25 = bm25s.BM25(k1=K1, b=B)
+        bm25.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}
+        bm25.vocab_dict = vocab
+        bm25.nonoccurrence_array = None  # the lucene method has none
+        bm25.save(str(folder / "bm25"))
+    order = np.argsort(ids, kind="stable").astype(np.int32)
+    for name, arr in (("ids.npy", ids), ("src.npy", src), ("tf_ptr.npy", tf_ptr), ("tf_tok.npy", tf_tok),
+                      ("tf_cnt.npy", tf_cnt.astype(np.int32)), ("doc_len.npy", doc_len),
+                      ("ids_sorted.npy", ids[order]), ("ids_order.npy", order)):
+        np.save(folder / name, arr)
+    (folder / _DOCS).write_text(json.dumps({"format": FORMAT, "n_docs": n_docs, "sources": sources},
+                                           ensure_ascii=False), encoding="utf-8")
+    _fsync_tree(folder)
+    return KeywordIndex.open(folder)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Make the files durable before the manifest points at them (kill -9, power loss)."""
+    for root, _dirs, files in os.walk(folder):
+        for f in files:
+            fd = os.open(os.path.join(root, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def new_folder(build_dir: Path) -> Path:
+    return build_dir / f"keyword-{uuid.uuid4().hex[:12]}"
+
+
+def drop_old(build_dir: Path, keep: set[str]) -> None:
+    """Remove keyword folders other than `keep` (the live one and the previous one:
+    a reader may have just read the old manifest)."""
+    for d in build_dir.glob("keyword-*"):
+        if d.is_dir() and d.name not in keep:
+            shutil.rmtree(d, ignore_errors=True)
