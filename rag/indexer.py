@@ -9,7 +9,7 @@ import fcntl
 import json
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,10 +156,43 @@ def scan(paths: list[Path], root: Path, max_chars: int, records: dict[str, FileR
     return out
 
 
-def _tokens_for(chunks: list[Chunk]) -> list[NewDoc]:
+def _tokenize_texts(texts: list[str]) -> list[list[str]]:
     from rag.retrieval import tokenize
 
-    return [NewDoc(c.id, c.source, tokenize(f"{c.heading} {c.text}")) for c in chunks]
+    return [tokenize(t) for t in texts]
+
+
+class _Tokenizer:
+    """Search tokens of the chunks, computed while the main thread embeds and writes.
+
+    jieba is pure Python: next to a model (torch releases the GIL) a thread is enough;
+    next to Chroma's writes (which hold the GIL) only another process runs alongside,
+    so large batches go to one spawned worker (spawn: the parent's threads are not forked)."""
+
+    PROCESS_MIN = 5000  # chunks; below this a process costs more (start + jieba load) than it saves
+    SLICE = 2000
+
+    def __init__(self, chunks: list[Chunk]):
+        self.chunks = chunks
+        texts = [f"{c.heading} {c.text}" for c in chunks]
+        if len(texts) >= self.PROCESS_MIN:
+            import multiprocessing
+
+            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        else:
+            self.pool = ThreadPoolExecutor(1)
+        self.futures = [self.pool.submit(_tokenize_texts, texts[i : i + self.SLICE])
+                        for i in range(0, len(texts), self.SLICE)]
+
+    def result(self) -> list[NewDoc]:
+        try:
+            tokens = [t for f in self.futures for t in f.result()]
+        finally:
+            self.pool.shutdown(cancel_futures=True)
+        return [NewDoc(c.id, c.source, t) for c, t in zip(self.chunks, tokens)]
+
+    def cancel(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console=None) -> IndexReport:
@@ -223,10 +256,13 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
             _write_journal(store.build_dir, touched)
             # Tokenise (for the keyword index) while the model embeds: torch releases the
             # GIL, so the two share the cores instead of taking turns.
-            with ThreadPoolExecutor(1) as pool:
-                tokens = pool.submit(_tokens_for, list(desired.values()))
+            tokenizer = _Tokenizer(list(desired.values()))
+            try:
                 _embed_and_store(store, embedder, new, sc.shas, settings, progress, report)
-                docs = tokens.result()
+            except BaseException:
+                tokenizer.cancel()
+                raise
+            docs = tokenizer.result()
             store.delete(stale)
             store.update_metadata(kept, sc.shas)
             folder = new_folder(store.build_dir)

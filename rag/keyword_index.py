@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,33 +64,44 @@ class KeywordIndex:
     """BM25 over chunk tokens. `scores(query_tokens)` gives one score per document of the
     index, in the order of `ids`; `doc_index(chunk_id)` maps back."""
 
-    def __init__(self, path: Path | None, bm25, ids: np.ndarray, src: np.ndarray, sources: list[str],
-                 ids_sorted: np.ndarray, ids_order: np.ndarray, df: np.ndarray | None):
+    def __init__(self, path: Path | None, ids: np.ndarray, src: np.ndarray, sources: list[str],
+                 ids_sorted: np.ndarray, ids_order: np.ndarray):
         self.path = path
-        self.bm25 = bm25  # None when the index is empty
         self.ids = ids
         self.src = src
         self.sources = sources
         self._ids_sorted = ids_sorted
         self._ids_order = ids_order
-        self._df = df
-        self.vocab = bm25.vocab_dict if bm25 is not None else {}
+        self._bm25 = None
+        self._lock = threading.Lock()
+
+    @property
+    def bm25(self):
+        """The bm25s index, memory-mapped on first use (None when there are no chunks):
+        an index run that changes nothing never loads it."""
+        if self._bm25 is None and self.path is not None and len(self.ids):
+            with self._lock:
+                if self._bm25 is None:
+                    import bm25s
+
+                    self._bm25 = bm25s.BM25.load(str(self.path / "bm25"), mmap=True)
+        return self._bm25
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        bm25 = self.bm25
+        return bm25.vocab_dict if bm25 is not None else {}
 
     # ---- reading ---------------------------------------------------------
     @classmethod
     def open(cls, path: Path) -> "KeywordIndex":
         """Memory-map a saved index (tokenises nothing, reads no chunk text)."""
-        import bm25s
-
         meta = json.loads((path / _DOCS).read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
             raise ValueError(f"keyword index format {meta.get('format')} in {path}")
         load = lambda name: np.load(path / name, mmap_mode="r")  # noqa: E731
-        bm25 = None
-        if meta["n_docs"]:
-            bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True)
-        return cls(path, bm25, load("ids.npy"), load("src.npy"), meta["sources"], load("ids_sorted.npy"),
-                   load("ids_order.npy"), None)
+        return cls(path, load("ids.npy"), load("src.npy"), meta["sources"], load("ids_sorted.npy"),
+                   load("ids_order.npy"))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -218,7 +230,7 @@ class KeywordIndex:
     @classmethod
     def empty(cls) -> "KeywordIndex":
         z = np.zeros(0, dtype="S1")
-        return cls(None, None, z, np.zeros(0, dtype=np.int32), [], z, np.zeros(0, dtype=np.int32), None)
+        return cls(None, z, np.zeros(0, dtype=np.int32), [], z, np.zeros(0, dtype=np.int32))
 
     @classmethod
     def build(cls, folder: Path, docs: Sequence[NewDoc]) -> "KeywordIndex":

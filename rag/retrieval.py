@@ -187,24 +187,22 @@ class Searcher:
         fused: dict[str, float] = {}
         dense_score: dict[str, float] = {}
         kw_score: dict[str, float] = {}
-        dense_chunks: dict[str, Chunk] = {}
         for li, (vec, (_, weight)) in enumerate(zip(vecs, queries)):
-            dense = store.query(vec, s.dense_candidates)
-            for chunk, norm in zip((c for c, _ in dense), _minmax([sim for _, sim in dense])):
-                fused[chunk.id] = fused.get(chunk.id, 0.0) + weight * norm
-                dense_chunks.setdefault(chunk.id, chunk)
+            dense = store.query_ids(vec, s.dense_candidates)
+            for cid, norm in zip((c for c, _ in dense), _minmax([sim for _, sim in dense])):
+                fused[cid] = fused.get(cid, 0.0) + weight * norm
             if li == 0:
-                dense_score = {c.id: sim for c, sim in dense}
+                dense_score = dict(dense)
         for i, norm in zip(kw_order, _minmax([float(kw[i]) for i in kw_order], floor=0.0)):
             cid = keyword.chunk_id(i)
             fused[cid] = fused.get(cid, 0.0) + (1.0 - w_dense) * norm
             kw_score[cid] = float(kw[i])
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
-        # texts of keyword-only hits: from Chroma, for these few ids only
-        fetched = store.get([cid for cid, _ in ranked if cid not in dense_chunks])
+        # texts and offsets from Chroma, for these few ids only
+        fetched = store.get([cid for cid, _ in ranked])
         hits = []
         for cid, score in ranked:
-            chunk = dense_chunks.get(cid) or fetched.get(cid)
+            chunk = fetched.get(cid)
             if chunk is None:  # removed by an index run since the keyword index was read
                 continue
             kws = kw_score.get(cid)

@@ -328,6 +328,15 @@ class ChunkStore:
             )
         ]
 
+    def query_ids(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """Nearest chunk ids and cosine similarities, without their texts (the searcher
+        fetches texts for the few hits it keeps: reading 100 documents per query cost
+        more than the vector search itself)."""
+        res = self.collection.query(
+            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1), n_results=n, include=["distances"]
+        )
+        return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
+
     def vector_store(self):
         """The same collection as a LlamaIndex vector store, for people who
         want to plug it into their own LlamaIndex pipelines."""
