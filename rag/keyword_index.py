@@ -19,7 +19,7 @@ import numpy as np
 
 K1, B = 1.2, 0.75  # the BM25 parameters the in-memory index used (bm25s "lucene" method)
 _DOCS = "docs.json"  # source names and format version; the arrays are .npy files beside it
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass
@@ -38,26 +38,28 @@ def _float_mode() -> np.dtype:
     return (np.float64(1.0) + np.ones(1, dtype=np.float32)).dtype
 
 
-def bm25_matrix(tf_doc: np.ndarray, tf_tok: np.ndarray, tf_cnt: np.ndarray, doc_len: np.ndarray, n_vocab: int):
-    """The bm25s score matrix (csc: data, indices, indptr) from (doc, token, count) triples,
-    computed with bm25s' own formulas and dtypes, vectorised."""
-    import scipy.sparse as sp
-
+def bm25_data(indptr: np.ndarray, indices: np.ndarray, tf: np.ndarray, doc_len: np.ndarray) -> np.ndarray:
+    """The bm25s score of every (token, document) posting of a token-major (csc) layout,
+    computed with bm25s' own formulas and dtypes, vectorised: bm25s builds the same matrix
+    (same sparsity, same values) from token lists, document by document."""
     n_docs = len(doc_len)
-    df = np.bincount(tf_tok, minlength=n_vocab)
+    df = np.diff(indptr)
     # idf as bm25s does it: math.log in double per token, stored as float32 (np.log may
     # differ from libm in the last bit, so compute once per distinct df with math.log)
     distinct = np.unique(df)
     idf_d = np.array([math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for d in distinct.tolist()], dtype=np.float32)
     idf = idf_d[np.searchsorted(distinct, df)]
     avg = np.asarray(doc_len, dtype=np.int64).mean()
-    denom = K1 * ((1 - B) + B * doc_len.astype(np.float64) / avg)
+    # the term-frequency part depends on (document length, tf) only: a small table
+    lens, len_code = np.unique(doc_len, return_inverse=True)
+    max_tf = int(tf.max()) if len(tf) else 0
     mode = _float_mode()
-    tf = tf_cnt.astype(np.float32)
-    tfc = tf.astype(mode) / (denom[tf_doc].astype(mode) + tf.astype(mode))
-    data = (idf[tf_tok].astype(mode) * tfc).astype(np.float32)
-    m = sp.csc_matrix((data, (tf_doc, tf_tok)), shape=(n_docs, n_vocab), dtype=np.float32)
-    return m.data, m.indices, m.indptr, df
+    denom = (K1 * ((1 - B) + B * lens.astype(np.float64) / avg)).astype(mode)
+    tfs = np.arange(max_tf + 1, dtype=np.float32).astype(mode)
+    table = tfs[None, :] / (denom[:, None] + tfs[None, :])
+    tfc = table[len_code.reshape(-1)[indices], tf]
+    idf_rep = np.repeat(idf, df).astype(mode)
+    return (idf_rep * tfc).astype(np.float32)
 
 
 class KeywordIndex:
@@ -172,60 +174,82 @@ class KeywordIndex:
     # ---- writing ---------------------------------------------------------
     def updated(self, folder: Path, remove_sources: Iterable[str], add: Sequence[NewDoc]) -> "KeywordIndex":
         """A new index in `folder`: this one without the chunks of `remove_sources`, plus `add`
-        (which may re-add chunks of a removed source). This index is left untouched."""
+        (which may re-add chunks of a removed source). This index is left untouched.
+
+        Postings are kept token-major (the layout bm25s scores from), so removing and adding
+        documents is a filter and an insert over flat arrays, never a re-sort; the scores
+        are then recomputed (every score depends on the number of documents and their mean length)."""
+        from collections import Counter
+
         remove = set(remove_sources)
-        add_ids = {d.id for d in add}
-        keep = np.ones(len(self.ids), dtype=bool)
-        if remove:
+        n_old = len(self.ids)
+        keep = np.ones(n_old, dtype=bool)
+        if remove and n_old:
             codes = [k for k, s in enumerate(self.sources) if s in remove]
             keep &= ~np.isin(self.src, np.array(codes, dtype=np.int32))
-        if add_ids and self.path is not None and len(self.ids):
-            keep &= ~np.isin(self.ids, np.array(sorted(i.encode() for i in add_ids)))
-        tf_ptr, tf_tok, tf_cnt, doc_len = self._triples()
+        if add and n_old:
+            keep &= ~np.isin(self.ids, np.array(sorted({d.id.encode() for d in add})))
+        indptr, indices, tf, doc_len = self._postings()
         vocab = dict(self.vocab)
-        # kept documents, renumbered
-        keep_idx = np.flatnonzero(keep)
-        counts = np.diff(tf_ptr)[keep_idx]
-        sel = np.repeat(keep, np.diff(tf_ptr))
-        k_tok, k_cnt = tf_tok[sel], tf_cnt[sel]
-        k_doc = np.repeat(np.arange(len(keep_idx), dtype=np.int32), counts)
-        ids = list(np.asarray(self.ids)[keep_idx])
-        src_names = list(self.sources)
-        src_code = {s: k for k, s in enumerate(src_names)}
-        src = list(np.asarray(self.src)[keep_idx])
-        lens = list(np.asarray(doc_len)[keep_idx])
-        n_tok, n_cnt, n_doc = [], [], []
-        base = len(keep_idx)
+        n_vocab_old = len(indptr) - 1
+        # drop removed documents and renumber the rest (a monotone map keeps columns sorted)
+        if not keep.all():
+            alive = keep[indices]
+            tok_of = np.repeat(np.arange(n_vocab_old, dtype=np.int32), np.diff(indptr))[alive]
+            remap = np.cumsum(keep, dtype=np.int64) - 1
+            indices = remap[indices[alive]].astype(np.int32)
+            tf = tf[alive]
+            indptr = np.zeros(n_vocab_old + 1, dtype=np.int64)
+            np.cumsum(np.bincount(tok_of, minlength=n_vocab_old), out=indptr[1:])
+            doc_len = doc_len[keep]
+        n_kept = int(keep.sum())
+        # new documents: term counts, new tokens appended to the vocabulary
+        new_tok: list[int] = []
+        new_cnt: list[int] = []
+        new_doc: list[int] = []
         for j, d in enumerate(add):
-            ids.append(d.id.encode())
-            if d.source not in src_code:
-                src_code[d.source] = len(src_names)
-                src_names.append(d.source)
-            src.append(src_code[d.source])
-            lens.append(len(d.tokens))
-            tf: dict[int, int] = {}
-            for t in d.tokens:
+            counts = Counter(d.tokens)
+            for t, c in counts.items():
                 v = vocab.get(t)
                 if v is None:
                     v = vocab[t] = len(vocab)
-                tf[v] = tf.get(v, 0) + 1
-            n_tok.extend(tf)
-            n_cnt.extend(tf.values())
-            n_doc.extend([base + j] * len(tf))
-        tf_doc = np.concatenate([k_doc, np.array(n_doc, dtype=np.int32)])
-        tf_tok = np.concatenate([k_tok, np.array(n_tok, dtype=np.int32)])
-        tf_cnt = np.concatenate([k_cnt, np.array(n_cnt, dtype=np.int32)])
-        ids_a = np.array(ids, dtype=f"S{max([len(i) for i in ids] + [1])}")
-        return _write(folder, vocab, ids_a, np.array(src, dtype=np.int32), src_names,
-                      np.array(lens, dtype=np.int32), tf_doc, tf_tok, tf_cnt)
+                new_tok.append(v)
+                new_cnt.append(c)
+            new_doc.extend([n_kept + j] * len(counts))
+        n_vocab = len(vocab)
+        if n_vocab > n_vocab_old:
+            indptr = np.concatenate([indptr, np.full(n_vocab - n_vocab_old, indptr[-1], dtype=np.int64)])
+        if new_tok:
+            nt = np.array(new_tok, dtype=np.int64)
+            nd = np.array(new_doc, dtype=np.int32)
+            order = np.lexsort((nd, nt))
+            nt, nd, nc = nt[order], nd[order], np.array(new_cnt, dtype=np.int32)[order]
+            # each new posting goes at the end of its token's column (its document is the newest)
+            at = indptr[nt + 1]
+            indices = np.insert(indices, at, nd)
+            tf = np.insert(tf, at, nc)
+            indptr = indptr.copy()
+            indptr[1:] += np.cumsum(np.bincount(nt, minlength=n_vocab))
+        ids = np.concatenate([np.asarray(self.ids)[keep].astype(object), [d.id.encode() for d in add]])
+        width = max([len(i) for i in ids] + [1])
+        src_names = list(self.sources)
+        src_code = {s: k for k, s in enumerate(src_names)}
+        for d in add:
+            if d.source not in src_code:
+                src_code[d.source] = len(src_names)
+                src_names.append(d.source)
+        src = np.concatenate([np.asarray(self.src)[keep], np.array([src_code[d.source] for d in add], dtype=np.int32)])
+        doc_len = np.concatenate([doc_len, np.array([len(d.tokens) for d in add], dtype=np.int32)])
+        return _write(folder, vocab, np.array(ids.tolist(), dtype=f"S{width}"), src.astype(np.int32), src_names,
+                      doc_len.astype(np.int32), indptr, indices.astype(np.int32), tf.astype(np.int32))
 
-    def _triples(self):
+    def _postings(self):
         if self.path is None or not len(self.ids):
             z = np.zeros(0, dtype=np.int32)
-            return np.zeros(1, dtype=np.int64), z, z, z
+            return np.zeros(len(self.vocab) + 1, dtype=np.int64), z, z, z
         p = self.path
-        return (np.load(p / "tf_ptr.npy"), np.load(p / "tf_tok.npy"), np.load(p / "tf_cnt.npy"),
-                np.load(p / "doc_len.npy"))
+        return (np.load(p / "bm25" / "indptr.csc.index.npy").astype(np.int64), np.load(p / "bm25" / "indices.csc.index.npy"),
+                np.load(p / "tf.npy"), np.load(p / "doc_len.npy"))
 
     @classmethod
     def empty(cls) -> "KeywordIndex":
@@ -237,7 +261,7 @@ class KeywordIndex:
         return cls.empty().updated(folder, (), docs)
 
 
-def _write(folder: Path, vocab: dict[str, int], ids, src, sources, doc_len, tf_doc, tf_tok, tf_cnt) -> KeywordIndex:
+def _write(folder: Path, vocab: dict[str, int], ids, src, sources, doc_len, indptr, indices, tf) -> KeywordIndex:
     """Write a complete index into a fresh folder (it becomes live only when the
     manifest names it)."""
     import bm25s
@@ -250,18 +274,15 @@ def _write(folder: Path, vocab: dict[str, int], ids, src, sources, doc_len, tf_d
     src = remap[src] if len(src) else src
     sources = [sources[i] for i in used.tolist()]
     n_docs = len(ids)
-    tf_ptr = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(np.bincount(tf_doc, minlength=n_docs), out=tf_ptr[1:])
     if n_docs:
-        data, indices, indptr, _ = bm25_matrix(tf_doc, tf_tok, tf_cnt, doc_len, len(vocab))
         bm25 = bm25s.BM25(k1=K1, b=B)
-        bm25.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}
+        bm25.scores = {"data": bm25_data(indptr, indices, tf, doc_len), "indices": indices, "indptr": indptr,
+                       "num_docs": n_docs}
         bm25.vocab_dict = vocab
         bm25.nonoccurrence_array = None  # the lucene method has none
         bm25.save(str(folder / "bm25"))
     order = np.argsort(ids, kind="stable").astype(np.int32)
-    for name, arr in (("ids.npy", ids), ("src.npy", src), ("tf_ptr.npy", tf_ptr), ("tf_tok.npy", tf_tok),
-                      ("tf_cnt.npy", tf_cnt.astype(np.int32)), ("doc_len.npy", doc_len),
+    for name, arr in (("ids.npy", ids), ("src.npy", src), ("tf.npy", tf.astype(np.int32)), ("doc_len.npy", doc_len),
                       ("ids_sorted.npy", ids[order]), ("ids_order.npy", order)):
         np.save(folder / name, arr)
     (folder / _DOCS).write_text(json.dumps({"format": FORMAT, "n_docs": n_docs, "sources": sources},

@@ -27,7 +27,8 @@ SCRIPT = textwrap.dedent(
             time.sleep(0.5)  # slow enough to be killed mid-way
             return super().embed_passages(texts)
 
-    s = Settings(seeds_dir={seeds!r}, index_dir={index!r}, embed_batch_size=4)
+    s = Settings(seeds_dir={seeds!r}, index_dir={index!r}, embed_batch_size=4, upsert_batch_size=4,
+                 chroma_url={url!r})
     index_folder(s, Slow(), rebuild=True)
     """
 )
@@ -37,9 +38,10 @@ def test_kill_during_rebuild_keeps_previous_index(settings_for, fake_embedder, w
     s = settings_for()
     index_folder(s, fake_embedder)
     before = ChunkStore.current_build(s.index_dir)
-    n_before = ChunkStore.open(s.index_dir).count()
+    n_before = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url).count()
     marker = tmp_path / "marker"
-    script = SCRIPT.format(root=str(ROOT), marker=str(marker), seeds=str(s.seeds_dir), index=str(s.index_dir))
+    script = SCRIPT.format(root=str(ROOT), marker=str(marker), seeds=str(s.seeds_dir), index=str(s.index_dir),
+                           url=s.chroma_url)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     deadline = time.time() + 120
     while not marker.exists() and time.time() < deadline and proc.poll() is None:
@@ -52,7 +54,7 @@ def test_kill_during_rebuild_keeps_previous_index(settings_for, fake_embedder, w
     builds = sorted(p.name for p in s.index_dir.glob("build-*"))
     assert len(builds) == 2
     assert ChunkStore.current_build(s.index_dir) == before
-    store = ChunkStore.open(s.index_dir, fake_embedder.name)
+    store = ChunkStore.open(s.index_dir, fake_embedder.name, chroma_url=s.chroma_url)
     assert store.count() == n_before
     hits = Searcher(s, store, fake_embedder).search("上海8月发布了什么？", 3)
     assert "上海市加快推動" in hits[0].chunk.text

@@ -52,17 +52,17 @@ def test_stored_keyword_index_scores_equal_in_memory_bm25_through_updates(settin
     seeds = workdir / "seeds"
     (seeds / "extra.md").write_text("# 杭州\n\n第一段講蘇州和上海。\n\n第二段講杭州製造業。\n", encoding="utf-8")
     index_folder(s, fake_embedder)
-    assert_same_as_reference(ChunkStore.open(s.index_dir))
+    assert_same_as_reference(ChunkStore.open(s.index_dir, chroma_url=s.chroma_url))
     # add, change, remove: the updated index equals one built from scratch
     (seeds / "more.txt").write_text("上海8月发布了新的政策。温州也发布了。\n\n杭州没有。", encoding="utf-8")
     index_folder(s, fake_embedder)
-    assert_same_as_reference(ChunkStore.open(s.index_dir))
+    assert_same_as_reference(ChunkStore.open(s.index_dir, chroma_url=s.chroma_url))
     (seeds / "extra.md").write_text("# 合肥\n\n第一段講蘇州和上海。\n\n第二段改講合肥。\n", encoding="utf-8")
     index_folder(s, fake_embedder)
-    assert_same_as_reference(ChunkStore.open(s.index_dir))
+    assert_same_as_reference(ChunkStore.open(s.index_dir, chroma_url=s.chroma_url))
     (seeds / "more.txt").unlink()
     index_folder(s, fake_embedder)
-    store = ChunkStore.open(s.index_dir)
+    store = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url)
     assert_same_as_reference(store)
     assert "more.txt" not in store.keyword_index().source_counts()
     # only the live keyword folder and the previous one are kept
@@ -96,7 +96,7 @@ def test_opening_tokenises_nothing_and_reads_hits_only(settings_for, fake_embedd
 
     s = settings_for()
     index_folder(s, fake_embedder)
-    store = ChunkStore.open(s.index_dir)
+    store = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url)
     calls = []
     real_tokenize = retrieval.tokenize
     monkeypatch.setattr(retrieval, "tokenize", lambda text: calls.append(text) or real_tokenize(text))
@@ -129,7 +129,7 @@ def test_every_read_is_paged(settings_for, fake_embedder, workdir, monkeypatch):
     s = settings_for(chroma_page_size=7)
     r = index_folder(s, fake_embedder)
     assert r.total_chunks > 20
-    store = ChunkStore.open(s.index_dir, page_size=7)
+    store = ChunkStore.open(s.index_dir, page_size=7, chroma_url=s.chroma_url)
     assert len(store.all_chunks()) == r.total_chunks
     assert sum(len(v) for v in store.ids_by_source().values()) == r.total_chunks
     # an index from before keyword indexes were stored is migrated page by page
@@ -143,7 +143,7 @@ def test_every_read_is_paged(settings_for, fake_embedder, workdir, monkeypatch):
     assert "上海市加快推動" in hits[0].chunk.text and a.status()["chunks"] == r.total_chunks
     r2 = a.index()
     assert r2.embedded == 0 and r2.total_chunks == r.total_chunks
-    assert ChunkStore.open(s.index_dir).manifest.keyword
+    assert ChunkStore.open(s.index_dir, chroma_url=s.chroma_url).manifest.keyword
     assert sizes
 
 
@@ -183,7 +183,7 @@ def test_changed_file_refreshes_offsets_of_kept_chunks(settings_for, fake_embedd
     r = index_folder(s, fake_embedder)
     assert r.embedded == 1
     text = (seeds / "x.txt").read_text(encoding="utf-8")
-    for c in ChunkStore.open(s.index_dir).all_chunks():
+    for c in ChunkStore.open(s.index_dir, chroma_url=s.chroma_url).all_chunks():
         if c.source == "x.txt":
             assert text[c.start : c.end] == c.text
 
