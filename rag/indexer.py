@@ -9,7 +9,7 @@ import fcntl
 import json
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,32 +167,39 @@ class _Tokenizer:
 
     jieba is pure Python: next to a model (torch releases the GIL) a thread is enough;
     next to Chroma's writes (which hold the GIL) only another process runs alongside,
-    so large batches go to one spawned worker (spawn: the parent's threads are not forked)."""
+    so large batches go to a worker process (`python -m rag.tokenworker`: a fresh
+    interpreter, nothing forked from this one's threads, no re-import of __main__)."""
 
     PROCESS_MIN = 5000  # chunks; below this a process costs more (start + jieba load) than it saves
     SLICE = 2000
 
     def __init__(self, chunks: list[Chunk]):
+        from rag.tokenworker import TokenizerProcess
+
         self.chunks = chunks
         texts = [f"{c.heading} {c.text}" for c in chunks]
+        self.proc = self.pool = None
         if len(texts) >= self.PROCESS_MIN:
-            import multiprocessing
-
-            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self.proc = TokenizerProcess([texts[i : i + self.SLICE] for i in range(0, len(texts), self.SLICE)])
         else:
             self.pool = ThreadPoolExecutor(1)
-        self.futures = [self.pool.submit(_tokenize_texts, texts[i : i + self.SLICE])
-                        for i in range(0, len(texts), self.SLICE)]
+            self.future = self.pool.submit(_tokenize_texts, texts)
 
     def result(self) -> list[NewDoc]:
-        try:
-            tokens = [t for f in self.futures for t in f.result()]
-        finally:
-            self.pool.shutdown(cancel_futures=True)
+        if self.proc is not None:
+            tokens = self.proc.result()
+        else:
+            try:
+                tokens = self.future.result()
+            finally:
+                self.pool.shutdown()
         return [NewDoc(c.id, c.source, t) for c, t in zip(self.chunks, tokens)]
 
     def cancel(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.proc is not None:
+            self.proc.cancel()
+        else:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console=None) -> IndexReport:

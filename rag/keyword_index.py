@@ -50,16 +50,20 @@ def bm25_data(indptr: np.ndarray, indices: np.ndarray, tf: np.ndarray, doc_len: 
     idf_d = np.array([math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for d in distinct.tolist()], dtype=np.float32)
     idf = idf_d[np.searchsorted(distinct, df)]
     avg = np.asarray(doc_len, dtype=np.int64).mean()
-    # the term-frequency part depends on (document length, tf) only: a small table
+    # the term-frequency part depends on (document length, tf) only: a small table,
+    # then one gather per posting (a few passes over flat arrays, no per-posting arithmetic
+    # in float64 beyond the final product bm25s itself does)
     lens, len_code = np.unique(doc_len, return_inverse=True)
-    max_tf = int(tf.max()) if len(tf) else 0
+    width = (int(tf.max()) if len(tf) else 0) + 1
     mode = _float_mode()
     denom = (K1 * ((1 - B) + B * lens.astype(np.float64) / avg)).astype(mode)
-    tfs = np.arange(max_tf + 1, dtype=np.float32).astype(mode)
-    table = tfs[None, :] / (denom[:, None] + tfs[None, :])
-    tfc = table[len_code.reshape(-1)[indices], tf]
-    idf_rep = np.repeat(idf, df).astype(mode)
-    return (idf_rep * tfc).astype(np.float32)
+    tfs = np.arange(width, dtype=np.float32).astype(mode)
+    table = (tfs[None, :] / (denom[:, None] + tfs[None, :])).ravel()
+    code = (len_code.reshape(-1).astype(np.int32) * np.int32(width))[indices]
+    code += tf
+    out = table[code]
+    out *= np.repeat(idf.astype(mode), df)
+    return out.astype(np.float32)
 
 
 class KeywordIndex:

@@ -9,6 +9,7 @@ is never used, and telemetry is off.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -21,6 +22,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rag.types import Chunk, UserError
+
+log = logging.getLogger(__name__)
 
 COLLECTION = "chunks"
 _CURRENT = "CURRENT"
@@ -202,7 +205,11 @@ class ChunkStore:
 
         if not self.manifest.keyword:
             return None
-        return KeywordIndex.open(self.build_dir / self.manifest.keyword)
+        try:
+            return KeywordIndex.open(self.build_dir / self.manifest.keyword)
+        except (OSError, ValueError) as exc:  # another format version, or damaged: rebuilt by `rag index`
+            log.warning("keyword index not usable (%s): it is rebuilt at the next `rag index`", exc)
+            return None
 
     # ---- writing -------------------------------------------------------
     def max_batch(self) -> int:

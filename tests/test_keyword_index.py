@@ -202,3 +202,31 @@ def test_searcher_follows_an_index_written_by_another_process(settings_for, fake
     assert reader.status()["chunks"] == n + 1
     index_folder(s, fake_embedder, rebuild=True)  # a new build: followed too
     assert "蚌埠" in reader.search("蚌埠 龙虾节")[0].chunk.text
+
+
+def test_large_batches_are_tokenised_in_a_worker_process(settings_for, fake_embedder, monkeypatch, tmp_path):
+    """The worker process gives the same tokens as tokenize() here, and a script without a
+    __main__ guard can call the indexer (nothing re-imports the caller's main module)."""
+    import subprocess
+    import sys
+
+    import rag.indexer as indexer
+    from rag.tokenworker import TokenizerProcess
+    from tests.conftest import ROOT
+
+    texts = ["上海8月发布了什么？", "", "Wenzhou AI bureau 溫州人工智能局"] * 5
+    assert TokenizerProcess([texts[:4], texts[4:]]).result() == [tokenize(t) for t in texts]
+    monkeypatch.setattr(indexer._Tokenizer, "PROCESS_MIN", 1)
+    monkeypatch.setattr(indexer._Tokenizer, "SLICE", 7)
+    s = settings_for()
+    r = index_folder(s, fake_embedder)
+    assert_same_as_reference(ChunkStore.open(s.index_dir, chroma_url=s.chroma_url))
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from tests.conftest import FakeEmbedder\nimport rag.indexer as ix\nfrom rag.settings import Settings\n"
+              "ix._Tokenizer.PROCESS_MIN = 1\n"
+              f"r = ix.index_folder(Settings(seeds_dir={str(s.seeds_dir)!r}, index_dir={str(s.index_dir)!r}, "
+              f"chroma_url={s.chroma_url!r}), FakeEmbedder(), rebuild=True)\nprint(r.total_chunks)\n")
+    (tmp_path / "user_script.py").write_text(script)  # a file: multiprocessing would re-import it
+    out = subprocess.run([sys.executable, str(tmp_path / "user_script.py")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) == r.total_chunks
