@@ -48,7 +48,12 @@ def _words(rng: np.random.Generator):
     order = np.argsort(-np.asarray(freqs))[:60000]
     words = [words[i] for i in order]
     p = np.asarray(freqs, dtype=np.float64)[order] ** 0.75  # flatter than raw frequency
-    return words, p / p.sum()
+    return words, np.cumsum(p / p.sum())
+
+
+def _draw(rng, words, cdf, k: int) -> list[str]:
+    idx = np.minimum(np.searchsorted(cdf, rng.random(k)), len(words) - 1)
+    return [words[i] for i in idx]
 
 
 def paragraph(rng, words, p) -> str:
@@ -56,7 +61,7 @@ def paragraph(rng, words, p) -> str:
     target = int(rng.integers(120, 260))
     while n < target:
         k = int(rng.integers(6, 16))
-        ws = [words[i] for i in rng.choice(len(words), size=k, p=p)]
+        ws = _draw(rng, words, p, k)
         cut = int(rng.integers(2, k - 2))
         s = "".join(ws[:cut]) + "，" + "".join(ws[cut:]) + ("。" if rng.random() < 0.85 else "；")
         if n + len(s) > 290:
@@ -64,12 +69,17 @@ def paragraph(rng, words, p) -> str:
         out.append(s)
         n += len(s)
     if not out:
-        out.append("".join(words[i] for i in rng.choice(len(words), size=6, p=p)) + "。")
+        out.append("".join(_draw(rng, words, p, 6)) + "。")
     return "".join(out)
 
 
 def make_corpus(folder: Path, n: int, seed: int = 0) -> list[str]:
-    """n paragraphs in n/50 files; returns a few paragraphs to draw questions from."""
+    """n paragraphs in n/50 files; returns a few paragraphs to draw questions from.
+    A complete corpus from an earlier run (same n and seed) is reused."""
+    done = folder / ".complete.json"
+    if done.exists() and json.loads(done.read_text())["key"] == [n, seed]:
+        return json.loads(done.read_text())["samples"]
+    shutil.rmtree(folder, ignore_errors=True)
     rng = np.random.default_rng(seed)
     words, p = _words(rng)
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,6 +91,7 @@ def make_corpus(folder: Path, n: int, seed: int = 0) -> list[str]:
         if fi % max(1, files // 60) == 0:
             samples.append(paras[int(rng.integers(0, k))])
         (folder / f"doc{fi:05d}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+    done.write_text(json.dumps({"key": [n, seed], "samples": samples}, ensure_ascii=False))
     return samples
 
 
@@ -308,13 +319,17 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
-def bench_size(n: int, work: Path, log) -> dict:
+def bench_size(n: int, work: Path, log, corpus_only: bool = False) -> dict:
     kind = "real" if n <= REAL_MAX_N else "fake"
     base = work / f"n{n}"
-    shutil.rmtree(base, ignore_errors=True)
     corpus, ours, tb = base / "corpus", base / "index", base / "textbook"
+    shutil.rmtree(ours, ignore_errors=True)
+    shutil.rmtree(tb, ignore_errors=True)
+    (corpus / "added.txt").unlink(missing_ok=True)
     t = time.perf_counter()
     qs = questions_from(make_corpus(corpus, n))
+    if corpus_only:
+        return {"n": n}
     log(f"[{n}] corpus of {n} chunks in {len(list(corpus.iterdir()))} files ({time.perf_counter() - t:.0f} s), embedder {kind}")
     common = {"corpus": str(corpus), "embedder": kind, "questions": qs}
     res: dict = {"n": n, "embedder": kind}
@@ -369,6 +384,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--json", default=None, help="write the figures here (one object per size)")
     ap.add_argument("--workdir", default="/tmp/rag-scale")
+    ap.add_argument("--corpus-only", action="store_true", help="only generate the corpora (reused by later runs)")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     from rag.settings import offline_environment
@@ -381,7 +397,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results = []
     for n in [int(x) for x in args.sizes.split(",") if x]:
-        results.append(bench_size(n, work, lambda m: print(m, flush=True)))
+        results.append(bench_size(n, work, lambda m: print(m, flush=True), args.corpus_only))
+        if args.corpus_only:
+            continue
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
     keys = ["n", "embedder", "build_s", "textbook_build_s", "pure_embed_s", "noop_reindex_s", "add_file_s",

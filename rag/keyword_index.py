@@ -19,7 +19,7 @@ import numpy as np
 
 K1, B = 1.2, 0.75  # the BM25 parameters the in-memory index used (bm25s "lucene" method)
 _DOCS = "docs.json"  # source names and format version; the arrays are .npy files beside it
-FORMAT = 2
+FORMAT = 3
 
 
 @dataclass
@@ -79,6 +79,7 @@ class KeywordIndex:
         self._ids_sorted = ids_sorted
         self._ids_order = ids_order
         self._bm25 = None
+        self._vocab_sorted = self._vocab_ids = None
         self._lock = threading.Lock()
 
     @property
@@ -90,13 +91,36 @@ class KeywordIndex:
                 if self._bm25 is None:
                     import bm25s
 
-                    self._bm25 = bm25s.BM25.load(str(self.path / "bm25"), mmap=True)
+                    # the vocabulary is looked up in sorted arrays (below), not parsed from JSON
+                    self._bm25 = bm25s.BM25.load(str(self.path / "bm25"), mmap=True, load_vocab=False)
         return self._bm25
+
+    def token_ids(self, tokens: list[str]) -> list[int]:
+        """Vocabulary ids of the tokens that are in it, in order (duplicates kept, as bm25s does)."""
+        if self.path is None or not len(self.ids):
+            return []
+        if self._vocab_sorted is None:
+            self._vocab_sorted = np.load(self.path / "vocab_tokens.npy", mmap_mode="r")
+            self._vocab_ids = np.load(self.path / "vocab_ids.npy", mmap_mode="r")
+        keys = np.array([t.encode() for t in tokens], dtype=self._vocab_sorted.dtype) if tokens else None
+        if keys is None:
+            return []
+        pos = np.searchsorted(self._vocab_sorted, keys)
+        out = []
+        for t, k, j in zip(tokens, keys, pos.tolist()):
+            # a token longer than the widest stored one is truncated by the dtype: not a match
+            if j < len(self._vocab_sorted) and self._vocab_sorted[j] == k and len(t.encode()) <= keys.itemsize:
+                out.append(int(self._vocab_ids[j]))
+        return out
 
     @property
     def vocab(self) -> dict[str, int]:
-        bm25 = self.bm25
-        return bm25.vocab_dict if bm25 is not None else {}
+        """The whole vocabulary as a dict (for writing an updated index)."""
+        if self.path is None or not len(self.ids):
+            return {}
+        toks = np.load(self.path / "vocab_tokens.npy")
+        ids = np.load(self.path / "vocab_ids.npy")
+        return {t.decode(): int(i) for t, i in zip(toks.tolist(), ids.tolist())}
 
     # ---- reading ---------------------------------------------------------
     @classmethod
@@ -117,10 +141,10 @@ class KeywordIndex:
         return len(self.ids)
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
-        toks = [t for t in query_tokens if t in self.vocab]
-        if self.bm25 is None or not toks:
+        ids = self.token_ids(query_tokens)
+        if not ids:
             return np.zeros(len(self.ids), dtype=np.float32)
-        return np.asarray(self.bm25.get_scores(toks), dtype=np.float32)
+        return np.asarray(self.bm25.get_scores_from_ids(ids), dtype=np.float32)
 
     def top(self, scores: np.ndarray, n: int) -> list[int]:
         """Indexes of the n best positive scores, best first (ties by document order)."""
@@ -148,9 +172,10 @@ class KeywordIndex:
 
     def doc_freq(self, term: str) -> int:
         """How many chunks contain the term (the extractive answerer weighs terms by it)."""
-        t = self.vocab.get(term)
-        if t is None or self.bm25 is None:
+        ids = self.token_ids([term])
+        if not ids:
             return 0
+        t = ids[0]
         indptr = self.bm25.scores["indptr"]
         return int(indptr[t + 1] - indptr[t])
 
@@ -285,6 +310,10 @@ def _write(folder: Path, vocab: dict[str, int], ids, src, sources, doc_len, indp
         bm25.vocab_dict = vocab
         bm25.nonoccurrence_array = None  # the lucene method has none
         bm25.save(str(folder / "bm25"))
+        toks = np.array([t.encode() for t in vocab], dtype=bytes)
+        vorder = np.argsort(toks, kind="stable")
+        np.save(folder / "vocab_tokens.npy", toks[vorder])
+        np.save(folder / "vocab_ids.npy", np.array(list(vocab.values()), dtype=np.int32)[vorder])
     order = np.argsort(ids, kind="stable").astype(np.int32)
     for name, arr in (("ids.npy", ids), ("src.npy", src), ("tf.npy", tf.astype(np.int32)), ("doc_len.npy", doc_len),
                       ("ids_sorted.npy", ids[order]), ("ids_order.npy", order)):
