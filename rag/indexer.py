@@ -76,7 +76,8 @@ class _Progress:
 
             class RateColumn(ProgressColumn):
                 def render(self, task):
-                    speed = task.finished_speed or task.speed
+                    speed = task.finished_speed or task.speed or (
+                        task.completed / task.elapsed if task.completed and task.elapsed else None)
                     return Text(f"{speed:,.0f} {task.fields.get('unit', 'items')}/s" if speed else "")
 
             self.progress = Progress(
