@@ -21,8 +21,10 @@ from rag.retrieval import bridge, query_tokens
 def main(files: list[str]) -> None:
     a = Assistant.from_settings(llm="extractive")
     s = a.searcher
-    n = len(s.chunks)
-    index = {c.id: i for i, c in enumerate(s.chunks)}
+    chunks = s.store.all_chunks()
+    n = len(chunks)
+    index = {c.id: i for i, c in enumerate(chunks)}
+    kw_pos = np.array([s.keyword.doc_index(c.id) for c in chunks])  # keyword order -> this order
     data = []
     for f in files:
         for it in load_questions(f):
@@ -31,13 +33,13 @@ def main(files: list[str]) -> None:
             d = np.zeros(n)
             for c, sim in s.store.query(a.embedder.embed_queries([it.question])[0], n):
                 d[index[c.id]] = sim
-            kw = s.keyword.scores(query_tokens(it.question))
+            kw = s.keyword.scores(query_tokens(it.question))[kw_pos]
             terms = bridge(it.question)
             p = np.zeros(n)
             if terms:
                 for c, sim in s.store.query(a.embedder.embed_queries([" ".join(terms)])[0], n):
                     p[index[c.id]] = sim
-            gold = np.array([supports(c.text, it.evidence) for c in s.chunks])
+            gold = np.array([supports(c.text, it.evidence) for c in chunks])
             data.append((f.split("/")[-1], "en" if it.lang == "en" else "zh", d, kw, p, gold, bool(terms)))
 
     def mm(x):

@@ -73,9 +73,14 @@ class ExtractiveAnswerer:
                 scored.append((score, hi, a, b))
         scored.sort(key=lambda s: -s[0])
         picked: list[tuple[int, int, int]] = []
+        first_english = False
         for score, hi, a, b in scored:
             if picked and (score <= 0.15 or score < 0.5 * scored[0][0]):
                 break  # a second sentence only when it is nearly as relevant
+            if picked and first_english and CJK_RE.search(hits[hi].chunk.text[a:b]):
+                continue  # an answer found in the asker's language is not padded with another's
+            if not picked:
+                first_english = q.english and not CJK_RE.search(hits[hi].chunk.text[a:b])
             picked.append((hi, a, b))
             if len(picked) >= self.max_sentences:
                 break

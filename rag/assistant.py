@@ -58,12 +58,17 @@ class Assistant:
         with self._lock:
             if self._searcher is None:
                 from rag.retrieval import Searcher
-                from rag.store import ChunkStore
 
-                store = self._store or ChunkStore.open(self.settings.index_dir, self.embedder.name)
+                store = self._store or self._open_store()
                 self._searcher = Searcher(self.settings, store, self.embedder)
                 self._update_corpus_stats()
             return self._searcher
+
+    def _open_store(self):
+        from rag.store import ChunkStore
+
+        s = self.settings
+        return ChunkStore.open(s.index_dir, self.embedder.name, chroma_url=s.chroma_url, page_size=s.chroma_page_size)
 
     def _update_corpus_stats(self) -> None:
         # The gate weighs question terms by the keyword index's own document
@@ -75,11 +80,10 @@ class Assistant:
     def index(self, rebuild: bool = False, console=None):
         """Bring the index up to date with the documents folder."""
         from rag.indexer import index_folder
-        from rag.store import ChunkStore
 
         with self._lock:
             report = index_folder(self.settings, self.embedder, rebuild=rebuild, console=console)
-            store = ChunkStore.open(self.settings.index_dir, self.embedder.name)
+            store = self._open_store()
             if self._searcher is not None:
                 self._searcher.refresh(store)
                 self._update_corpus_stats()
@@ -136,8 +140,9 @@ class Assistant:
         }
         if build is not None:
             s = self.searcher
-            info["documents"] = len({c.source for c in s.chunks})
-            info["chunks"] = len(s.chunks)
+            s.reload_if_changed()
+            info["documents"] = len(s.keyword.source_counts())
+            info["chunks"] = len(s.keyword)
         return info
 
     def original_text(self, source: str) -> str:

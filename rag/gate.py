@@ -233,10 +233,19 @@ class AnswerabilityGate:
             "english": float(q.english),
         }
 
+    def _dense_comparable(self) -> bool:
+        """Cosines of another embedding model are on another scale: with one, the dense
+        features say nothing the model learned (they count as average)."""
+        fitted = self.model.get("embed_model")
+        embedder = getattr(self.corpus, "embedder", None) if self.corpus is not None else None
+        return fitted is None or embedder is None or embedder.name == fitted
+
     def score(self, feats: dict[str, float]) -> float:
         m = self.model
+        skip = set() if self._dense_comparable() else {"dense", "dense_gap"}
         z = m["intercept"] + sum(
-            c * (feats[name] - mu) / sd for name, c, mu, sd in zip(m["features"], m["coef"], m["mean"], m["scale"])
+            c * (feats[name] - mu) / sd
+            for name, c, mu, sd in zip(m["features"], m["coef"], m["mean"], m["scale"]) if name not in skip
         )
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 

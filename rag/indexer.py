@@ -1,14 +1,15 @@
-"""Incremental indexing: seeds folder -> chunks -> vectors -> Chroma.
+"""Incremental indexing: seeds folder -> chunks -> vectors (Chroma) + tokens (keyword index).
 
-Chunk ids are content hashes, so only chunks that are new are embedded;
-chunks of changed or removed files are removed; `rebuild` fills a new build
-and switches to it atomically.
+Files whose size and mtime (then sha256) match the manifest are not read; chunk ids are
+content hashes, so only new chunks are embedded; `rebuild` fills a new build and switches to it atomically.
 """
 from __future__ import annotations
 
 import fcntl
+import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from rag.chunking import chunk_document
 from rag.ingest import discover, load_document
 from rag.normalize import Mojibake, clean_document
 from rag.settings import Settings
-from rag.store import ChunkStore
+from rag.keyword_index import KeywordIndex, NewDoc, drop_old, new_folder
+from rag.store import ChunkStore, FileRecord
 from rag.types import Chunk, UserError
 
 
@@ -61,7 +63,7 @@ class IndexReport:
 
 
 class _Progress:
-    """rich progress when a console is given, silent otherwise."""
+    """rich progress (with chunks/s while embedding) when a console is given, silent otherwise."""
 
     def __init__(self, console):
         self.console = console
@@ -69,11 +71,18 @@ class _Progress:
 
     def __enter__(self):
         if self.console is not None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+            from rich.text import Text
+
+            class RateColumn(ProgressColumn):
+                def render(self, task):
+                    speed = task.finished_speed or task.speed or (
+                        task.completed / task.elapsed if task.completed and task.elapsed else None)
+                    return Text(f"{speed:,.0f} {task.fields.get('unit', 'items')}/s" if speed else "")
 
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=self.console, transient=False,
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                TimeElapsedColumn(), console=self.console, transient=False,
             )
             self.progress.__enter__()
         return self
@@ -82,39 +91,126 @@ class _Progress:
         if self.progress is not None:
             self.progress.__exit__(*exc)
 
-    def task(self, description: str, total: int):
-        return self.progress.add_task(description, total=total) if self.progress else None
+    def task(self, description: str, total: int, unit: str = "files"):
+        return self.progress.add_task(description, total=total, unit=unit) if self.progress else None
 
     def advance(self, task, n: int = 1) -> None:
         if self.progress is not None and task is not None:
             self.progress.advance(task, n)
 
 
-def load_chunks(paths: list[Path], root: Path, max_chars: int, report: IndexReport, progress: _Progress):
-    """Read and chunk every file; unreadable files are reported, not fatal."""
-    chunks: dict[str, Chunk] = {}
-    shas: dict[str, str] = {}
-    failed: set[str] = set()
+@dataclass
+class _Scan:
+    """What changed since the last run, found from size and mtime, then sha256."""
+
+    records: dict[str, FileRecord]  # the manifest's records, updated for every file read
+    changed: dict[str, list[Chunk]]  # source -> its chunks now (new or changed files)
+    shas: dict[str, str]
+    removed: set[str]
+    failed: set[str]
+    unchanged: set[str]
+
+
+def scan(paths: list[Path], root: Path, max_chars: int, records: dict[str, FileRecord], force: set[str],
+         report: IndexReport, progress: _Progress) -> _Scan:
+    """Skip files whose size and mtime match the manifest without reading them; read the
+    others, and chunk those whose bytes (sha256) differ. Unreadable files are reported,
+    not fatal, and keep what they had in the index."""
+    records = dict(records)
+    out = _Scan(records, {}, {}, set(), set(), set())
+    seen: set[str] = set()
     task = progress.task("reading files", len(paths))
     for p in paths:
         rel = p.relative_to(root).as_posix()
+        seen.add(rel)
+        rec = records.get(rel)
+        try:
+            st = p.stat()
+        except OSError as exc:
+            report.errors.append(f"{rel}: cannot read file ({exc.strerror or exc})")
+            out.failed.add(rel)
+            continue
+        if rec and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns and rel not in force:
+            out.unchanged.add(rel)
+            progress.advance(task)
+            continue
         try:
             doc = load_document(p, root)
+            if rec and rec.sha256 == doc.sha256 and rel not in force:
+                records[rel] = FileRecord(doc.sha256, st.st_size, st.st_mtime_ns)
+                out.unchanged.add(rel)
+                continue
             cleaned = clean_document(doc.text, markdown=doc.is_markdown)
             if cleaned.mojibake:
                 report.mojibake[doc.source] = cleaned.mojibake
-            for c in chunk_document(doc, max_chars, cleaned):
-                chunks[c.id] = c
-            shas[doc.source] = doc.sha256
+            out.changed[rel] = chunk_document(doc, max_chars, cleaned)
+            out.shas[rel] = doc.sha256
+            records[rel] = FileRecord(doc.sha256, st.st_size, st.st_mtime_ns)
         except UserError as exc:
             report.errors.append(str(exc))
-            failed.add(rel)
-        progress.advance(task)
-    return chunks, shas, failed
+            out.failed.add(rel)
+        finally:
+            progress.advance(task)
+    out.removed = {src for src in records if src not in seen}
+    for src in out.removed:
+        records.pop(src, None)
+    return out
+
+
+def _tokenize_texts(texts: list[str]) -> list[list[str]]:
+    from rag.retrieval import tokenize
+
+    return [tokenize(t) for t in texts]
+
+
+class _Tokenizer:
+    """Search tokens of the chunks, computed while the main thread embeds and writes.
+
+    jieba is pure Python: next to a model (torch releases the GIL) a thread is enough;
+    next to Chroma's writes (which hold the GIL) only another process runs alongside,
+    so large batches go to a worker process (`python -m rag.tokenworker`: a fresh
+    interpreter, nothing forked from this one's threads, no re-import of __main__)."""
+
+    PROCESS_MIN = 5000  # chunks; below this a process costs more (start + jieba load) than it saves
+    SLICE = 2000
+
+    def __init__(self, chunks: list[Chunk]):
+        from rag.tokenworker import TokenizerProcess
+
+        self.chunks = chunks
+        texts = [f"{c.heading} {c.text}" for c in chunks]
+        self.proc = self.pool = None
+        if len(texts) >= self.PROCESS_MIN:
+            self.proc = TokenizerProcess([texts[i : i + self.SLICE] for i in range(0, len(texts), self.SLICE)])
+        else:
+            self.pool = ThreadPoolExecutor(1)
+            self.future = self.pool.submit(_tokenize_texts, texts)
+
+    def result(self) -> list[NewDoc]:
+        if self.proc is not None:
+            tokens = self.proc.result()
+        else:
+            try:
+                tokens = self.future.result()
+            finally:
+                self.pool.shutdown()
+        return [NewDoc(c.id, c.source, t) for c, t in zip(self.chunks, tokens)]
+
+    def cancel(self) -> None:
+        if self.proc is not None:
+            self.proc.cancel()
+        else:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console=None) -> IndexReport:
-    """Bring the index in settings.index_dir up to date with settings.seeds_dir."""
+    """Bring the index in settings.index_dir up to date with settings.seeds_dir.
+
+    Order of writes, so that a kill -9 at any point leaves an index that answers and a
+    next run that repairs it: journal (sources about to change) -> new vectors, batch by
+    batch -> stale chunks deleted -> a new keyword index folder -> the manifest naming it
+    (the commit) -> journal removed -> (rebuild) CURRENT switched.
+    """
     t0 = time.perf_counter()
     report = IndexReport(rebuilt=rebuild)
     root = settings.seeds_dir
@@ -122,46 +218,113 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
     report.files = len(paths)
     index_dir = settings.index_dir
     index_dir.mkdir(parents=True, exist_ok=True)
+    opts = {"chroma_url": settings.chroma_url, "page_size": settings.chroma_page_size}
     with _index_lock(index_dir), _Progress(console) as progress:
-        _drop_abandoned_builds(index_dir)
-        desired, shas, failed = load_chunks(paths, root, settings.chunk_max_chars, report, progress)
-        if rebuild or ChunkStore.current_build(index_dir) is None:
-            store = ChunkStore.create(index_dir, embedder.name, embedder.dim, settings.chunk_max_chars)
-            fresh = True
+        _drop_abandoned_builds(index_dir, settings)
+        fresh = rebuild or ChunkStore.current_build(index_dir) is None
+        if fresh:
+            store = ChunkStore.create(index_dir, embedder.name, embedder.dim, settings.chunk_max_chars, **opts)
         else:
-            store = ChunkStore.open(index_dir, embedder.name)
-            fresh = False
-        existing = store.ids_by_source()
+            store = ChunkStore.open(index_dir, embedder.name, **opts)
+        keyword = store.keyword_index()
+        force = _read_journal(store.build_dir)
+        from_chroma: dict[str, set[str]] = {}
+        if keyword is None:
+            keyword = KeywordIndex.empty()
+            if not fresh:
+                # an index made before keyword indexes were stored: every file is read once
+                # more and its chunks tokenised; vectors already in Chroma are kept
+                from_chroma = store.ids_by_source()
+                force |= set(from_chroma) | set(store.manifest.files)
+        elif force:
+            # a run was killed mid-way: Chroma may hold chunks the keyword index does not
+            from_chroma = store.ids_by_source(where={"source": {"$in": sorted(force)}})
+        sc = scan(paths, root, settings.chunk_max_chars, store.manifest.records(), force, report, progress)
+        touched = set(sc.changed) | sc.removed | (force - sc.failed)
+        existing = keyword.ids_of(touched)
+        for src, ids in from_chroma.items():
+            if src in touched:
+                existing.setdefault(src, set()).update(ids)
         existing_ids = {i for ids in existing.values() for i in ids}
-        # A file that failed to load keeps whatever it had in the index.
-        keep_ids = {i for src in failed for i in existing.get(src, ())}
+        desired = {c.id: c for chunks in sc.changed.values() for c in chunks}
         new = [c for cid, c in desired.items() if cid not in existing_ids]
-        stale = sorted(existing_ids - desired.keys() - keep_ids)
-        known_sources = set(existing)
-        report.added = sum(1 for c in new if c.source not in known_sources)
+        kept = [c for cid, c in desired.items() if cid in existing_ids]
+        stale = sorted(existing_ids - desired.keys())
+        counts = keyword.source_counts()
+        report.added = sum(1 for c in new if not existing.get(c.source))
         report.updated = len(new) - report.added
         report.removed = len(stale)
-        report.unchanged = len(desired.keys() & existing_ids)
-        # Embed and store new chunks batch by batch; each batch is durable.
-        task = progress.task("embedding chunks", len(new))
-        bs = max(1, settings.embed_batch_size)
-        for i in range(0, len(new), bs):
-            batch = new[i : i + bs]
-            vectors = embedder.embed_passages([_passage_text(c) for c in batch])
-            store.upsert(batch, vectors, shas)
-            report.embedded += len(batch)
-            progress.advance(task, len(batch))
-        store.delete(stale)
-        files = dict(shas)
-        for src in failed:
-            if src in store.manifest.files:
-                files[src] = store.manifest.files[src]
-        store.save_manifest(files)
+        report.unchanged = len(kept) + sum(counts.get(src, 0) for src in sc.unchanged | sc.failed)
+        files = {k: v.__dict__ for k, v in sc.records.items()}
+        if not touched and store.manifest.keyword:
+            if files != store.manifest.files:  # only sizes/mtimes refreshed
+                store.save_manifest(files)
+            report.total_chunks = len(keyword)
+        else:
+            _write_journal(store.build_dir, touched)
+            # Tokenise (for the keyword index) while the model embeds: torch releases the
+            # GIL, so the two share the cores instead of taking turns.
+            tokenizer = _Tokenizer(list(desired.values()))
+            try:
+                _embed_and_store(store, embedder, new, sc.shas, settings, progress, report)
+            except BaseException:
+                tokenizer.cancel()
+                raise
+            docs = tokenizer.result()
+            store.delete(stale)
+            store.update_metadata(kept, sc.shas)
+            folder = new_folder(store.build_dir)
+            keyword = keyword.updated(folder, touched, docs)
+            previous = store.manifest.keyword
+            store.save_manifest(files, keyword=folder.name, chunks=len(keyword))
+            _clear_journal(store.build_dir)
+            drop_old(store.build_dir, {folder.name, previous})
+            report.total_chunks = len(keyword)
         if fresh:
             store.make_current()
-        report.total_chunks = store.count()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _embed_and_store(store: ChunkStore, embedder, new: list[Chunk], shas: dict[str, str], settings: Settings,
+                     progress: _Progress, report: IndexReport) -> None:
+    """Embed in the model's batches, write to Chroma in large ones (each write is durable;
+    Chroma's cost per call is high, so few large calls are much faster than many small)."""
+    task = progress.task("embedding chunks", len(new), unit="chunks")
+    group = max(settings.embed_batch_size, settings.upsert_batch_size)
+    for i in range(0, len(new), group):
+        batch = new[i : i + group]
+        done = 0
+
+        def on_batch(n_done: int) -> None:
+            nonlocal done
+            progress.advance(task, n_done - done)
+            done = n_done
+
+        vectors = embedder.embed_passages([_passage_text(c) for c in batch], batch_callback=on_batch)
+        progress.advance(task, len(batch) - done)
+        store.upsert(batch, vectors, shas)
+        report.embedded += len(batch)
+
+
+_JOURNAL = "journal.json"
+
+
+def _write_journal(build: Path, sources: set[str]) -> None:
+    from rag.store import _atomic_write
+
+    _atomic_write(build / _JOURNAL, json.dumps(sorted(sources), ensure_ascii=False))
+
+
+def _read_journal(build: Path) -> set[str]:
+    try:
+        return set(json.loads((build / _JOURNAL).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return set()
+
+
+def _clear_journal(build: Path) -> None:
+    (build / _JOURNAL).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -175,12 +338,20 @@ def _index_lock(index_dir: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _drop_abandoned_builds(index_dir: Path) -> None:
+def _drop_abandoned_builds(index_dir: Path, settings: Settings) -> None:
     """A build without a manifest was killed mid-rebuild (we hold the lock,
-    so none is in progress): remove it."""
+    so none is in progress): remove it (and its collection on a server)."""
     current = ChunkStore.current_build(index_dir)
-    for d in index_dir.glob("build-*"):
-        if d.is_dir() and d != current and not (d / "manifest.json").exists():
+    abandoned = [d for d in index_dir.glob("build-*")
+                 if d.is_dir() and d != current and not (d / "manifest.json").exists()]
+    if not abandoned:
+        return
+    if settings.chroma_url:
+        dropper = ChunkStore(abandoned[0], None, chroma_url=settings.chroma_url)  # type: ignore[arg-type]
+        for d in abandoned:
+            dropper.drop_build(d)
+    else:
+        for d in abandoned:
             shutil.rmtree(d, ignore_errors=True)
 
 

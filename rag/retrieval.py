@@ -10,8 +10,8 @@ import logging
 import math
 import re
 import threading
-from collections import Counter
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -56,32 +56,6 @@ def tokenize(text: str) -> list[str]:
     ]
 
 
-class KeywordIndex:
-    """BM25 over chunk tokens (bm25s)."""
-
-    def __init__(self, chunks: list[Chunk]):
-        import bm25s
-
-        self.chunks = chunks
-        self.tokens = [tokenize(f"{c.heading} {c.text}") for c in chunks]
-        self.vocab = {t for toks in self.tokens for t in toks}
-        self.df = Counter(t for toks in self.tokens for t in set(toks))
-        self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
-        if chunks:
-            self.bm25.index(self.tokens, show_progress=False)
-
-    def idf(self, term: str) -> float:
-        """BM25's inverse document frequency of a search token."""
-        n, df = len(self.chunks) or 1, self.df.get(term, 0)
-        return math.log(1 + (n - df + 0.5) / (df + 0.5))
-
-    def scores(self, query_tokens: list[str]) -> np.ndarray:
-        toks = [t for t in query_tokens if t in self.vocab]
-        if not self.chunks or not toks:
-            return np.zeros(len(self.chunks), dtype=np.float32)
-        return np.asarray(self.bm25.get_scores(toks), dtype=np.float32)
-
-
 def bridge(question: str, vocab=None) -> list[str]:
     """Chinese terms for an English question ([] for Chinese questions); with
     `vocab` (a `rag.crossling.CorpusVocab`) narrowed to the documents' terms."""
@@ -111,38 +85,107 @@ def _minmax(values: list[float], floor: float | None = None) -> list[float]:
 
 
 class Searcher:
-    """Owns the keyword index over the live store; thread-safe to query."""
+    """Hybrid search over the live build; thread-safe to query.
+
+    The keyword index is the build's stored one, memory-mapped (nothing is tokenised
+    at start, no chunk text is loaded); chunk texts come from Chroma for the hits only.
+    A new build or keyword index written by another process (`rag index`, an upload
+    on another replica) is picked up at the next search, without a restart.
+    """
 
     def __init__(self, settings: Settings, store: ChunkStore, embedder):
         self.settings = settings
         self.store = store
         self.embedder = embedder
         self._lock = threading.RLock()
+        self._tmp = None
         self.refresh()
 
     def refresh(self, store: ChunkStore | None = None) -> None:
         with self._lock:
             if store is not None:
                 self.store = store
-            self.chunks = self.store.all_chunks()
-            self.keyword = KeywordIndex(self.chunks)
-            from rag.crossling import CorpusVocab
+            keyword = self.store.keyword_index()
+            if keyword is None:
+                keyword = self._keyword_from_chroma()
+            self.keyword = keyword
+            self._vocab = None
+            self._stamp = self._live_stamp()
 
-            self.vocab = CorpusVocab(self.keyword.vocab)
-            self._by_id = {c.id: i for i, c in enumerate(self.chunks)}
+    def _keyword_from_chroma(self):
+        """An index written before keyword indexes were stored: build one in memory
+        (a temporary folder), reading Chroma page by page; `rag index` stores it."""
+        import tempfile
+
+        from rag.keyword_index import KeywordIndex, NewDoc
+
+        log.warning("the index has no stored keyword index: building one (run `rag index` to store it)")
+        self._tmp = tempfile.TemporaryDirectory(prefix="rag-keyword-")
+        docs = [NewDoc(c.id, c.source, tokenize(f"{c.heading} {c.text}")) for c in self.store.iter_chunks()]
+        return KeywordIndex.build(Path(self._tmp.name) / "keyword", docs)
+
+    def _live_stamp(self):
+        index_dir = self.store.build_dir.parent
+        try:
+            name = (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+            return name, (index_dir / name / "manifest.json").stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def reload_if_changed(self) -> bool:
+        """Follow CURRENT and the live manifest (one small read and a stat per call)."""
+        stamp = self._live_stamp()
+        if stamp is None or stamp == self._stamp:
+            return False
+        with self._lock:
+            if stamp == self._stamp:
+                return False
+            s = self.store
+            try:
+                if stamp[0] != s.build_dir.name:
+                    store = ChunkStore.open(s.build_dir.parent, s.manifest.embed_model,
+                                            chroma_url=s.chroma_url, page_size=s.page_size)
+                else:
+                    store = ChunkStore(s.build_dir, ChunkStore.read_manifest(s.build_dir),
+                                       chroma_url=s.chroma_url, page_size=s.page_size)
+                    store._client, store._collection = s._client, s._collection
+                self.refresh(store)
+            except Exception as exc:  # half-written by a writer right now: keep serving the old one
+                log.warning("index changed but could not be reloaded yet: %s", exc)
+                return False
+            return True
+
+    # corpus statistics for the extractive answerer (term weights), from the live index
+    def __len__(self) -> int:
+        return len(self.keyword)
+
+    def doc_freq(self, term: str) -> int:
+        return self.keyword.doc_freq(term)
 
     def idf(self, term: str) -> float:
-        """Inverse document frequency of a search token in the live index."""
-        return self.keyword.idf(term)
+        """BM25's inverse document frequency of a search token in the live index."""
+        n, df = len(self.keyword) or 1, self.keyword.doc_freq(term)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    @property
+    def vocab(self):
+        """The live index's terms (rag.crossling.CorpusVocab), read on the first English
+        question and kept until the index changes."""
+        with self._lock:
+            if self._vocab is None:
+                from rag.crossling import CorpusVocab
+
+                self._vocab = CorpusVocab(self.keyword.vocab)
+            return self._vocab
 
     def search(self, question: str, k: int | None = None) -> list[Hit]:
         k = k or self.settings.top_k
+        self.reload_if_changed()
         with self._lock:
-            store, keyword, by_id, chunks = self.store, self.keyword, self._by_id, self.chunks
-            vocab = self.vocab
-        if not chunks:
+            store, keyword = self.store, self.keyword
+        if not len(keyword):
             return []
-        terms = bridge(question, vocab)
+        terms = bridge(question, self.vocab) if detect_lang(question) == "en" else []
         # Fusion is a weighted sum of min-max normalised scores over each
         # list's candidates (measured better than reciprocal-rank fusion by
         # bench/fusion.py: rank fusion buries a passage that one retriever is
@@ -157,30 +200,33 @@ class Searcher:
             queries.append((" ".join(terms), s.bridge_dense_weight))
         vecs = self.embedder.embed_queries([q for q, _ in queries])
         kw = keyword.scores(query_tokens(question, terms))
-        kw_order = [int(i) for i in np.argsort(-kw)[: s.keyword_candidates] if kw[i] > 0]
+        kw_order = keyword.top(kw, s.keyword_candidates)
         fused: dict[str, float] = {}
         dense_score: dict[str, float] = {}
         kw_score: dict[str, float] = {}
-        dense_chunks: dict[str, Chunk] = {}
         for li, (vec, (_, weight)) in enumerate(zip(vecs, queries)):
-            dense = store.query(vec, s.dense_candidates)
-            for chunk, norm in zip((c for c, _ in dense), _minmax([sim for _, sim in dense])):
-                fused[chunk.id] = fused.get(chunk.id, 0.0) + weight * norm
-                dense_chunks.setdefault(chunk.id, chunk)
+            dense = store.query_ids(vec, s.dense_candidates)
+            for cid, norm in zip((c for c, _ in dense), _minmax([sim for _, sim in dense])):
+                fused[cid] = fused.get(cid, 0.0) + weight * norm
             if li == 0:
-                dense_score = {c.id: sim for c, sim in dense}
+                dense_score = dict(dense)
         for i, norm in zip(kw_order, _minmax([float(kw[i]) for i in kw_order], floor=0.0)):
-            cid = chunks[i].id
+            cid = keyword.chunk_id(i)
             fused[cid] = fused.get(cid, 0.0) + (1.0 - w_dense) * norm
             kw_score[cid] = float(kw[i])
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+        # texts and offsets from Chroma, for these few ids only
+        fetched = store.get([cid for cid, _ in ranked])
         hits = []
-        for rank, (cid, score) in enumerate(ranked, start=1):
-            chunk = dense_chunks.get(cid) or chunks[by_id[cid]]
+        for cid, score in ranked:
+            chunk = fetched.get(cid)
+            if chunk is None:  # removed by an index run since the keyword index was read
+                continue
             kws = kw_score.get(cid)
-            if kws is None and cid in by_id:
-                kws = float(kw[by_id[cid]])
-            hits.append(Hit(chunk, score, rank, dense_score.get(cid), kws))
+            if kws is None:
+                j = keyword.doc_index(cid)
+                kws = None if j is None else float(kw[j])
+            hits.append(Hit(chunk, score, len(hits) + 1, dense_score.get(cid), kws))
         return hits
 
 

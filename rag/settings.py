@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     embed_query_prefix: str = "query: "
     embed_passage_prefix: str = "passage: "
     embed_batch_size: int = 32
+    upsert_batch_size: int = 2048  # chunks per write to Chroma (each write is durable)
+
+    # Chroma: embedded in index_dir, or a `chroma run` server when a URL is set
+    chroma_url: str = ""  # e.g. http://127.0.0.1:8000
+    chroma_page_size: int = 5000  # rows per read; SQLite limits the variables of one query
 
     # chunking
     chunk_max_chars: int = 300

@@ -9,17 +9,21 @@ is never used, and telemetry is off.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+from urllib.parse import urlparse
 
 import numpy as np
 
 from rag.types import Chunk, UserError
+
+log = logging.getLogger(__name__)
 
 COLLECTION = "chunks"
 _CURRENT = "CURRENT"
@@ -39,13 +43,30 @@ def _atomic_write(path: Path, data: str) -> None:
         os.close(dir_fd)
 
 
-def _client(path: Path):
+def _client(path: Path, url: str = ""):
+    """The embedded client on the build folder, or an HTTP client when a Chroma server URL is set."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    return chromadb.PersistentClient(
-        path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-    )
+    settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if not url:
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    u = urlparse(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise UserError(f"RAG_CHROMA_URL must look like http://HOST:PORT, not {url!r}")
+    try:
+        client = chromadb.HttpClient(host=u.hostname, port=u.port or (443 if u.scheme == "https" else 8000),
+                                     ssl=u.scheme == "https", settings=settings)
+        client.heartbeat()
+    except Exception as exc:
+        raise UserError(f"cannot reach the Chroma server at {url}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    return client
+
+
+def collection_name(build_dir: Path, url: str) -> str:
+    """One collection per build on a server (the build folder's name is unique);
+    the embedded client has one folder per build, so one fixed name."""
+    return f"rag-{build_dir.name}" if url else COLLECTION
 
 
 def _chunk_from(id_: str, text: str, meta: dict[str, Any]) -> Chunk:
@@ -61,30 +82,69 @@ def _chunk_from(id_: str, text: str, meta: dict[str, Any]) -> Chunk:
 
 
 @dataclass
+class FileRecord:
+    """What the index knows about one indexed file: enough to skip it unread when
+    its size and mtime are unchanged, and its hash when they are not."""
+
+    sha256: str
+    size: int = -1
+    mtime_ns: int = -1
+
+    @classmethod
+    def from_json(cls, value) -> "FileRecord":
+        # older manifests stored the hash alone: the file is read once, then recorded fully
+        return cls(value) if isinstance(value, str) else cls(**value)
+
+
+@dataclass
 class Manifest:
     embed_model: str
     dim: int
     chunk_max_chars: int
-    files: dict[str, str]  # source -> sha256 of the indexed bytes
+    files: dict[str, Any]  # source -> FileRecord fields (or, in older indexes, the sha256)
     created: float
     updated: float
+    keyword: str = ""  # folder of the live keyword index inside the build ("" = none yet)
+    collection: str = COLLECTION  # the Chroma collection of this build
+    chunks: int = -1  # chunks in the build when the manifest was written
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, ensure_ascii=False, indent=1)
 
+    def records(self) -> dict[str, FileRecord]:
+        return {k: FileRecord.from_json(v) for k, v in self.files.items()}
+
 
 class ChunkStore:
-    """One build of the index: a Chroma collection plus its manifest."""
+    """One build of the index: a Chroma collection plus its manifest and keyword index.
 
-    def __init__(self, build_dir: Path, manifest: Manifest):
+    The Chroma client is opened on first use, so work that needs only the manifest
+    (a no-op `rag index`) never starts it. Every read of many rows is paged
+    (`page_size` rows per call): SQLite limits the variables of one query.
+    """
+
+    def __init__(self, build_dir: Path, manifest: Manifest, *, chroma_url: str = "", page_size: int = 5000):
         self.build_dir = build_dir
         self.manifest = manifest
-        self._client = _client(build_dir / "chroma")
-        self.collection = self._client.get_or_create_collection(
-            COLLECTION,
-            metadata={"hnsw:space": "cosine", "embed_model": manifest.embed_model, "dim": manifest.dim},
-            embedding_function=None,
-        )
+        self.chroma_url = chroma_url
+        self.page_size = max(1, int(page_size))
+        self._client = None
+        self._collection = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = _client(self.build_dir / "chroma", self.chroma_url)
+        return self._client
+
+    @property
+    def collection(self):
+        if self._collection is None:
+            meta = {"hnsw:space": "cosine", "embed_model": self.manifest.embed_model, "dim": self.manifest.dim}
+            self._collection = self.client.get_or_create_collection(
+                self.manifest.collection, metadata=meta, embedding_function=None
+            )
+        return self._collection
 
     # ---- opening -------------------------------------------------------
     @staticmethod
@@ -96,58 +156,102 @@ class ChunkStore:
         build = index_dir / name
         return build if name and (build / "manifest.json").is_file() else None
 
+    @staticmethod
+    def read_manifest(build: Path) -> Manifest:
+        data = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+        return Manifest(**data)
+
     @classmethod
-    def open(cls, index_dir: Path, embed_model: str | None = None) -> "ChunkStore":
-        """Open the live build; UserError when there is none or the model differs."""
+    def open(cls, index_dir: Path, embed_model: str | None = None, *, chroma_url: str = "",
+             page_size: int = 5000) -> "ChunkStore":
+        """Open the live build; UserError when there is none, the model differs, or the
+        build lives in the other kind of Chroma (embedded vs server)."""
         build = cls.current_build(index_dir)
         if build is None:
             raise UserError(f"no index in {index_dir}/ yet: run `rag index` first")
-        data = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
-        manifest = Manifest(**data)
+        manifest = cls.read_manifest(build)
         if embed_model is not None and manifest.embed_model != embed_model:
             raise UserError(
                 f"the index was built with embedding model {manifest.embed_model!r} but "
                 f"{embed_model!r} is configured: run `rag index --rebuild` (or set RAG_EMBED_MODEL back)"
             )
-        return cls(build, manifest)
+        on_server = manifest.collection != COLLECTION
+        if on_server != bool(chroma_url):
+            where = "a Chroma server" if on_server else "the embedded Chroma"
+            raise UserError(
+                f"the index in {index_dir}/ was built in {where}; "
+                + ("set RAG_CHROMA_URL to that server" if on_server else "unset RAG_CHROMA_URL")
+                + " or run `rag index --rebuild`"
+            )
+        return cls(build, manifest, chroma_url=chroma_url, page_size=page_size)
 
     @classmethod
-    def create(cls, index_dir: Path, embed_model: str, dim: int, chunk_max_chars: int) -> "ChunkStore":
-        """A new, not yet live build folder."""
+    def create(cls, index_dir: Path, embed_model: str, dim: int, chunk_max_chars: int, *,
+               chroma_url: str = "", page_size: int = 5000) -> "ChunkStore":
+        """A new, not yet live build folder (and, on a server, its own collection)."""
         index_dir.mkdir(parents=True, exist_ok=True)
         name = time.strftime("build-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         build = index_dir / name
         build.mkdir()
         now = time.time()
-        return cls(build, Manifest(embed_model, dim, chunk_max_chars, {}, now, now))
+        manifest = Manifest(embed_model, dim, chunk_max_chars, {}, now, now,
+                            collection=collection_name(build, chroma_url))
+        return cls(build, manifest, chroma_url=chroma_url, page_size=page_size)
+
+    def keyword_index(self):
+        """The live keyword index of this build, memory-mapped; None for a build made
+        before keyword indexes were stored (`rag index` adds one)."""
+        from rag.keyword_index import KeywordIndex
+
+        if not self.manifest.keyword:
+            return None
+        try:
+            return KeywordIndex.open(self.build_dir / self.manifest.keyword)
+        except (OSError, ValueError) as exc:  # another format version, or damaged: rebuilt by `rag index`
+            log.warning("keyword index not usable (%s): it is rebuilt at the next `rag index`", exc)
+            return None
 
     # ---- writing -------------------------------------------------------
+    def max_batch(self) -> int:
+        try:
+            return max(1, min(self.page_size, int(self.client.get_max_batch_size())))
+        except Exception:  # older servers do not say; the page size is a safe bound
+            return self.page_size
+
     def upsert(self, chunks: list[Chunk], vectors: np.ndarray, file_sha: dict[str, str]) -> None:
         if not chunks:
             return
-        self.collection.upsert(
-            ids=[c.id for c in chunks],
-            embeddings=np.asarray(vectors, dtype=np.float32),
-            documents=[c.text for c in chunks],
-            metadatas=[
-                {
-                    "source": c.source,
-                    "start": c.start,
-                    "end": c.end,
-                    "heading": c.heading,
-                    "ordinal": c.ordinal,
-                    "file_sha256": file_sha.get(c.source, ""),
-                }
-                for c in chunks
-            ],
-        )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        step = self.max_batch()
+        for i in range(0, len(chunks), step):
+            part = chunks[i : i + step]
+            self.collection.upsert(
+                ids=[c.id for c in part],
+                embeddings=vectors[i : i + step],
+                documents=[c.text for c in part],
+                metadatas=[_meta(c, file_sha.get(c.source, "")) for c in part],
+            )
+
+    def update_metadata(self, chunks: list[Chunk], file_sha: dict[str, str]) -> None:
+        """New offsets/ordinal/heading for chunks whose text (and id) did not change."""
+        step = self.max_batch()
+        for i in range(0, len(chunks), step):
+            part = chunks[i : i + step]
+            self.collection.update(ids=[c.id for c in part],
+                                   metadatas=[_meta(c, file_sha.get(c.source, "")) for c in part])
 
     def delete(self, ids: list[str]) -> None:
-        for i in range(0, len(ids), 500):
-            self.collection.delete(ids=ids[i : i + 500])
+        step = min(500, self.page_size)
+        for i in range(0, len(ids), step):
+            self.collection.delete(ids=ids[i : i + step])
 
-    def save_manifest(self, files: dict[str, str]) -> None:
+    def save_manifest(self, files: dict[str, Any], keyword: str | None = None, chunks: int | None = None) -> None:
+        """Write the manifest atomically: this is the commit point of an index run."""
         self.manifest.files = dict(sorted(files.items()))
+        if keyword is not None:
+            self.manifest.keyword = keyword
+        if chunks is not None:
+            self.manifest.chunks = chunks
         self.manifest.updated = time.time()
         _atomic_write(self.build_dir / "manifest.json", self.manifest.to_json())
 
@@ -160,24 +264,56 @@ class ChunkStore:
         keep = {self.build_dir.name, previous.name if previous else ""}
         for d in index_dir.glob("build-*"):
             if d.is_dir() and d.name not in keep:
-                shutil.rmtree(d, ignore_errors=True)
+                self.drop_build(d)
+
+    def drop_build(self, build: Path) -> None:
+        """Remove a build folder and, on a server, its collection."""
+        if self.chroma_url:
+            try:
+                self.client.delete_collection(collection_name(build, self.chroma_url))
+            except Exception:  # never created (killed before its first batch) or already gone
+                pass
+        shutil.rmtree(build, ignore_errors=True)
 
     # ---- reading -------------------------------------------------------
-    def ids_by_source(self) -> dict[str, set[str]]:
-        got = self.collection.get(include=["metadatas"])
+    def pages(self, include: list[str], where: dict | None = None) -> Iterator[dict]:
+        """All rows, `page_size` per call (never one call for the whole collection)."""
+        offset = 0
+        while True:
+            got = self.collection.get(include=include, where=where, limit=self.page_size, offset=offset)
+            if not got["ids"]:
+                return
+            yield got
+            offset += len(got["ids"])
+            if len(got["ids"]) < self.page_size:
+                return
+
+    def ids_by_source(self, where: dict | None = None) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
-        for id_, meta in zip(got["ids"], got["metadatas"] or []):
-            out.setdefault(str((meta or {}).get("source", "")), set()).add(id_)
+        for got in self.pages(["metadatas"], where):
+            for id_, meta in zip(got["ids"], got["metadatas"] or []):
+                out.setdefault(str((meta or {}).get("source", "")), set()).add(id_)
         return out
 
+    def iter_chunks(self) -> Iterator[Chunk]:
+        for got in self.pages(["documents", "metadatas"]):
+            for i, d, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or []):
+                yield _chunk_from(i, d or "", m or {})
+
     def all_chunks(self) -> list[Chunk]:
-        got = self.collection.get(include=["documents", "metadatas"])
-        chunks = [
-            _chunk_from(i, d or "", m or {})
-            for i, d, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
-        ]
+        """Every chunk, in document order (paged; for tools and small indexes)."""
+        chunks = list(self.iter_chunks())
         chunks.sort(key=lambda c: (c.source, c.ordinal))
         return chunks
+
+    def get(self, ids: list[str]) -> dict[str, Chunk]:
+        """Chunks by id (missing ids are left out)."""
+        out: dict[str, Chunk] = {}
+        for i in range(0, len(ids), self.page_size):
+            got = self.collection.get(ids=ids[i : i + self.page_size], include=["documents", "metadatas"])
+            for id_, d, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or []):
+                out[id_] = _chunk_from(id_, d or "", m or {})
+        return out
 
     def count(self) -> int:
         return self.collection.count()
@@ -199,9 +335,23 @@ class ChunkStore:
             )
         ]
 
+    def query_ids(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """Nearest chunk ids and cosine similarities, without their texts (the searcher
+        fetches texts for the few hits it keeps: reading 100 documents per query cost
+        more than the vector search itself)."""
+        res = self.collection.query(
+            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1), n_results=n, include=["distances"]
+        )
+        return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
+
     def vector_store(self):
         """The same collection as a LlamaIndex vector store, for people who
         want to plug it into their own LlamaIndex pipelines."""
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         return ChromaVectorStore(chroma_collection=self.collection)
+
+
+def _meta(c: Chunk, sha: str) -> dict[str, Any]:
+    return {"source": c.source, "start": c.start, "end": c.end, "heading": c.heading,
+            "ordinal": c.ordinal, "file_sha256": sha}

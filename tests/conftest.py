@@ -62,11 +62,63 @@ def workdir(tmp_path):
     return tmp_path
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory):
+    """A `chroma run` server on a free local port for the whole session; stopped at the end."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    exe = Path(sys.executable).parent / "chroma"
+    if not exe.exists():
+        pytest.fail(f"the chroma command is missing next to {sys.executable} (it ships with chromadb)")
+    path = tmp_path_factory.mktemp("chroma-server")
+    port = _free_port()
+    env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
+    log = open(path.parent / "chroma-server.log", "wb")
+    proc = subprocess.Popen([str(exe), "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"chroma run did not start: see {log.name}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def chroma_url(request):
+    """Store and retrieval tests run against the embedded client and a Chroma server."""
+    return request.getfixturevalue("chroma_server") if request.param == "server" else ""
+
+
 @pytest.fixture
-def settings_for(workdir):
+def settings_for(workdir, chroma_url):
     from rag.settings import Settings
 
     def make(**kw):
+        kw.setdefault("chroma_url", chroma_url)
         return Settings(seeds_dir=workdir / "seeds", index_dir=workdir / "index", **kw)
 
     return make

@@ -30,7 +30,7 @@ def test_changed_and_removed_files_update_exactly_their_chunks(settings_for, fak
     seeds = workdir / "seeds"
     (seeds / "extra.md").write_text("# 標題\n\n第一段講蘇州。\n\n第二段講杭州。\n", encoding="utf-8")
     r1 = index_folder(s, fake_embedder)
-    store = ChunkStore.open(s.index_dir)
+    store = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url)
     extra_ids = store.ids_by_source()["extra.md"]
     assert len(extra_ids) == 2
     # change one paragraph: one chunk updated, one removed, the rest unchanged
@@ -38,13 +38,13 @@ def test_changed_and_removed_files_update_exactly_their_chunks(settings_for, fak
     r2 = index_folder(s, fake_embedder)
     assert (r2.added, r2.updated, r2.removed, r2.embedded) == (0, 1, 1, 1)
     assert r2.total_chunks == r1.total_chunks
-    texts = {c.text for c in ChunkStore.open(s.index_dir).all_chunks() if c.source == "extra.md"}
+    texts = {c.text for c in ChunkStore.open(s.index_dir, chroma_url=s.chroma_url).all_chunks() if c.source == "extra.md"}
     assert texts == {"第一段講蘇州。", "第二段改講合肥。"}
     # remove the file: exactly its chunks go
     (seeds / "extra.md").unlink()
     r3 = index_folder(s, fake_embedder)
     assert (r3.removed, r3.embedded) == (2, 0)
-    assert "extra.md" not in ChunkStore.open(s.index_dir).ids_by_source()
+    assert "extra.md" not in ChunkStore.open(s.index_dir, chroma_url=s.chroma_url).ids_by_source()
 
 
 def test_unreadable_file_is_reported_and_keeps_its_chunks(settings_for, fake_embedder, workdir):
@@ -56,7 +56,7 @@ def test_unreadable_file_is_reported_and_keeps_its_chunks(settings_for, fake_emb
     r = index_folder(s, fake_embedder)
     assert r.errors and "note.txt" in r.errors[0]
     assert r.removed == 0
-    assert "note.txt" in ChunkStore.open(s.index_dir).ids_by_source()
+    assert "note.txt" in ChunkStore.open(s.index_dir, chroma_url=s.chroma_url).ids_by_source()
 
 
 def test_rebuild_switches_atomically_and_keeps_model_record(settings_for, fake_embedder):
@@ -91,7 +91,7 @@ def test_hybrid_search_finds_shanghai_with_fake_dense(settings_for, fake_embedde
 
     s = settings_for()
     index_folder(s, fake_embedder)
-    searcher = Searcher(s, ChunkStore.open(s.index_dir), fake_embedder)
+    searcher = Searcher(s, ChunkStore.open(s.index_dir, chroma_url=s.chroma_url), fake_embedder)
     hits = searcher.search("上海8月发布了什么？", 5)
     assert "上海市加快推動" in hits[0].chunk.text
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
