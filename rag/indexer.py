@@ -1,12 +1,14 @@
 """Incremental indexing: seeds folder -> chunks -> vectors -> Chroma.
 
 Chunk ids are content hashes, so only chunks that are new are embedded;
-chunks of changed or removed files are removed; `rebuild` fills a new build
+chunks of changed or removed files are removed, and the unchanged chunks of a
+changed file get their new offsets and heading; `rebuild` fills a new build
 and switches to it atomically.
 """
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.chunking import chunk_document
-from rag.ingest import discover, load_document
+from rag.ingest import check_size, discover, load_document
 from rag.normalize import Mojibake, clean_document
 from rag.settings import Settings
 from rag.store import ChunkStore
@@ -33,6 +35,8 @@ class IndexReport:
     total_chunks: int = 0
     rebuilt: bool = False
     errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # symbolic links, not followed
+    saved_as: str = ""  # an upload's file name in the documents folder
     mojibake: dict[str, list[Mojibake]] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -42,6 +46,8 @@ class IndexReport:
         )
         if self.errors:
             s += f"; {len(self.errors)} file(s) skipped"
+        if self.skipped:
+            s += f"; {len(self.skipped)} symbolic link(s) not followed"
         return s
 
     def to_dict(self) -> dict:
@@ -56,6 +62,7 @@ class IndexReport:
             "seconds": round(self.seconds, 3),
             "rebuilt": self.rebuilt,
             "errors": self.errors,
+            "skipped": self.skipped,
             "mojibake": {k: [str(m) for m in v] for k, v in self.mojibake.items()},
         }
 
@@ -90,8 +97,9 @@ class _Progress:
             self.progress.advance(task, n)
 
 
-def load_chunks(paths: list[Path], root: Path, max_chars: int, report: IndexReport, progress: _Progress):
-    """Read and chunk every file; unreadable files are reported, not fatal."""
+def load_chunks(paths: list[Path], root: Path, max_chars: int, report: IndexReport, progress: _Progress,
+                max_mb: float | None = None):
+    """Read and chunk every file; unreadable or oversized files are reported, not fatal."""
     chunks: dict[str, Chunk] = {}
     shas: dict[str, str] = {}
     failed: set[str] = set()
@@ -99,6 +107,10 @@ def load_chunks(paths: list[Path], root: Path, max_chars: int, report: IndexRepo
     for p in paths:
         rel = p.relative_to(root).as_posix()
         try:
+            if any("\ud800" <= ch <= "\udfff" for ch in rel):
+                raise UserError(f"{rel.encode('utf-8', 'replace').decode()}: file name is not valid UTF-8 text; rename it")
+            if max_mb is not None:
+                check_size(p.stat().st_size, rel, max_mb, "RAG_DOC_MAX_MB")
             doc = load_document(p, root)
             cleaned = clean_document(doc.text, markdown=doc.is_markdown)
             if cleaned.mojibake:
@@ -118,13 +130,36 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
     t0 = time.perf_counter()
     report = IndexReport(rebuilt=rebuild)
     root = settings.seeds_dir
-    paths = discover(root)
+    paths = discover(root, report.skipped)
     report.files = len(paths)
     index_dir = settings.index_dir
+    try:
+        _index_into(settings, embedder, index_dir, paths, report, rebuild, console)
+    except OSError as exc:
+        # A full disk or a read-only folder: the live build is untouched (new
+        # chunks are written batch by batch and the manifest last), so say
+        # what happened instead of a traceback.
+        raise UserError(f"cannot write the index in {index_dir}/: {_os_reason(exc)}") from None
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _os_reason(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+def _index_into(settings: Settings, embedder, index_dir: Path, paths: list[Path], report: IndexReport,
+                rebuild: bool, console) -> None:
+    root = settings.seeds_dir
     index_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(index_dir, os.W_OK):
+        raise UserError(f"the index folder {index_dir}/ is read-only: it can be searched but not updated")
     with _index_lock(index_dir), _Progress(console) as progress:
         _drop_abandoned_builds(index_dir)
-        desired, shas, failed = load_chunks(paths, root, settings.chunk_max_chars, report, progress)
+        desired, shas, failed = load_chunks(
+            paths, root, settings.chunk_max_chars, report, progress, settings.doc_max_mb
+        )
         if rebuild or ChunkStore.current_build(index_dir) is None:
             store = ChunkStore.create(index_dir, embedder.name, embedder.dim, settings.chunk_max_chars)
             fresh = True
@@ -137,11 +172,18 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
         keep_ids = {i for src in failed for i in existing.get(src, ())}
         new = [c for cid, c in desired.items() if cid not in existing_ids]
         stale = sorted(existing_ids - desired.keys() - keep_ids)
+        # An unchanged chunk of a changed file may have moved (a line added
+        # above it) or come under another heading: its citation offsets must
+        # follow, and a new heading is part of what is embedded.
+        changed = {src for src, sha in shas.items() if src in existing and store.manifest.files.get(src) != sha}
+        moved = _moved_chunks(store, [c for c in desired.values() if c.source in changed and c.id in existing_ids])
+        reheaded = [c for c in moved if c.heading != moved[c]]
+        new.extend(reheaded)
         known_sources = set(existing)
         report.added = sum(1 for c in new if c.source not in known_sources)
-        report.updated = len(new) - report.added
+        report.updated = len(new) - report.added + len(moved) - len(reheaded)
         report.removed = len(stale)
-        report.unchanged = len(desired.keys() & existing_ids)
+        report.unchanged = len(desired.keys() & existing_ids) - len(moved)
         # Embed and store new chunks batch by batch; each batch is durable.
         task = progress.task("embedding chunks", len(new))
         bs = max(1, settings.embed_batch_size)
@@ -151,6 +193,7 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
             store.upsert(batch, vectors, shas)
             report.embedded += len(batch)
             progress.advance(task, len(batch))
+        store.update_metadata([c for c in moved if c.heading == moved[c]], shas)
         store.delete(stale)
         files = dict(shas)
         for src in failed:
@@ -160,8 +203,17 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
         if fresh:
             store.make_current()
         report.total_chunks = store.count()
-    report.seconds = time.perf_counter() - t0
-    return report
+
+
+def _moved_chunks(store: ChunkStore, chunks: list[Chunk]) -> dict[Chunk, str]:
+    """The chunks whose stored offsets, heading or position differ -> their stored heading."""
+    stored = store.get_chunks([c.id for c in chunks])
+    out = {}
+    for c in chunks:
+        old = stored.get(c.id)
+        if old is not None and (old.start, old.end, old.heading, old.ordinal) != (c.start, c.end, c.heading, c.ordinal):
+            out[c] = old.heading
+    return out
 
 
 @contextmanager

@@ -114,12 +114,14 @@ class Searcher:
         self.refresh()
 
     def refresh(self, store: ChunkStore | None = None) -> None:
+        """Read the store and rebuild the keyword index, then swap: searches
+        meanwhile are answered from the previous state, not blocked."""
+        store = store or self.store
+        chunks = store.all_chunks()
+        keyword = KeywordIndex(chunks)
+        by_id = {c.id: i for i, c in enumerate(chunks)}
         with self._lock:
-            if store is not None:
-                self.store = store
-            self.chunks = self.store.all_chunks()
-            self.keyword = KeywordIndex(self.chunks)
-            self._by_id = {c.id: i for i, c in enumerate(self.chunks)}
+            self.store, self.chunks, self.keyword, self._by_id = store, chunks, keyword, by_id
 
     def search(self, question: str, k: int | None = None) -> list[Hit]:
         k = k or self.settings.top_k
@@ -148,7 +150,9 @@ class Searcher:
         kw_score: dict[str, float] = {}
         dense_chunks: dict[str, Chunk] = {}
         for li, (vec, (_, weight)) in enumerate(zip(vecs, queries)):
-            dense = store.query(vec, s.dense_candidates)
+            # Chunks a build is still writing are not live yet: the dense side
+            # answers from the same chunks as the keyword side until the swap.
+            dense = [(c, sim) for c, sim in store.query(vec, s.dense_candidates) if c.id in by_id]
             for chunk, norm in zip((c for c, _ in dense), _minmax([sim for _, sim in dense])):
                 fused[chunk.id] = fused.get(chunk.id, 0.0) + weight * norm
                 dense_chunks.setdefault(chunk.id, chunk)

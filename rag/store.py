@@ -60,6 +60,17 @@ def _chunk_from(id_: str, text: str, meta: dict[str, Any]) -> Chunk:
     )
 
 
+def _metadata(c: Chunk, file_sha: dict[str, str]) -> dict[str, Any]:
+    return {
+        "source": c.source,
+        "start": c.start,
+        "end": c.end,
+        "heading": c.heading,
+        "ordinal": c.ordinal,
+        "file_sha256": file_sha.get(c.source, ""),
+    }
+
+
 @dataclass
 class Manifest:
     embed_model: str
@@ -129,18 +140,14 @@ class ChunkStore:
             ids=[c.id for c in chunks],
             embeddings=np.asarray(vectors, dtype=np.float32),
             documents=[c.text for c in chunks],
-            metadatas=[
-                {
-                    "source": c.source,
-                    "start": c.start,
-                    "end": c.end,
-                    "heading": c.heading,
-                    "ordinal": c.ordinal,
-                    "file_sha256": file_sha.get(c.source, ""),
-                }
-                for c in chunks
-            ],
+            metadatas=[_metadata(c, file_sha) for c in chunks],
         )
+
+    def update_metadata(self, chunks: list[Chunk], file_sha: dict[str, str]) -> None:
+        """New offsets/heading/position for chunks whose text (and vector) is unchanged."""
+        for i in range(0, len(chunks), 500):
+            batch = chunks[i : i + 500]
+            self.collection.update(ids=[c.id for c in batch], metadatas=[_metadata(c, file_sha) for c in batch])
 
     def delete(self, ids: list[str]) -> None:
         for i in range(0, len(ids), 500):
@@ -168,6 +175,14 @@ class ChunkStore:
         out: dict[str, set[str]] = {}
         for id_, meta in zip(got["ids"], got["metadatas"] or []):
             out.setdefault(str((meta or {}).get("source", "")), set()).add(id_)
+        return out
+
+    def get_chunks(self, ids: list[str]) -> dict[str, Chunk]:
+        out: dict[str, Chunk] = {}
+        for i in range(0, len(ids), 500):
+            got = self.collection.get(ids=ids[i : i + 500], include=["documents", "metadatas"])
+            for id_, d, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or []):
+                out[id_] = _chunk_from(id_, d or "", m or {})
         return out
 
     def all_chunks(self) -> list[Chunk]:
