@@ -13,6 +13,7 @@ import unicodedata
 from pathlib import Path
 from typing import Iterator
 
+from rag.priority import foreground
 from rag.settings import Settings, offline_environment
 from rag.types import Answer, Hit, UserError
 
@@ -76,10 +77,9 @@ def run_low_priority(fn, *args, **kwargs):
     result: dict = {}
 
     def target():
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (OSError, AttributeError):  # not Linux: same priority, still correct
-            pass
+        from rag.priority import mark_background
+
+        mark_background()
         try:
             result["value"] = fn(*args, **kwargs)
         except BaseException as exc:  # re-raised in the caller's thread
@@ -172,9 +172,10 @@ class Assistant:
     def _reload(self) -> None:
         """Point the searcher at the index as it is on disk now (built outside
         the search path, swapped in at the end)."""
-        from rag.store import ChunkStore
+        from rag.store import ChunkStore, forget_open_clients
 
         loaded = index_signature(self.settings.index_dir)
+        forget_open_clients()  # builds replaced since are not kept in memory by Chroma's cache
         store = ChunkStore.open(self.settings.index_dir, self.embedder.name)
         with self._lock:
             searcher = self._searcher
@@ -306,7 +307,8 @@ class Assistant:
         k = _check_k(self.settings.top_k if k is None else k)
         searcher = self.searcher
         self._maybe_reload()
-        return searcher.search(question, k)
+        with foreground():
+            return searcher.search(question, k)
 
     @property
     def retriever(self):
@@ -333,18 +335,20 @@ class Assistant:
 
     def ask(self, question: str, *, k: int | None = None, history=None, mode: str | None = None) -> Answer:
         answerer = self._answerer_for(mode)
-        question, standalone, lang, hits = self._prepare(question, history, k, answerer)
-        ans = answerer.answer(standalone, hits, lang)
-        return self._finish(ans, question, standalone, hits)
+        with foreground():
+            question, standalone, lang, hits = self._prepare(question, history, k, answerer)
+            ans = answerer.answer(standalone, hits, lang)
+            return self._finish(ans, question, standalone, hits)
 
     def stream(self, question: str, *, k: int | None = None, history=None, mode: str | None = None) -> Iterator[str | Answer]:
         answerer = self._answerer_for(mode)
-        question, standalone, lang, hits = self._prepare(question, history, k, answerer)
-        for item in answerer.stream(standalone, hits, lang):
-            if isinstance(item, Answer):
-                yield self._finish(item, question, standalone, hits)
-            else:
-                yield item
+        with foreground():
+            question, standalone, lang, hits = self._prepare(question, history, k, answerer)
+            for item in answerer.stream(standalone, hits, lang):
+                if isinstance(item, Answer):
+                    yield self._finish(item, question, standalone, hits)
+                else:
+                    yield item
 
     def _finish(self, ans: Answer, question: str, standalone: str, hits: list[Hit]) -> Answer:
         ans.question = question

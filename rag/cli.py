@@ -125,7 +125,7 @@ def cmd_chat(args) -> int:
             console.print()
             return 0
         except UnicodeDecodeError:
-            console.print("[red]error:[/red] that line is not valid UTF-8 text; please type it again")
+            console.print("[red]error:[/red] that line is not valid text (not UTF-8); please type it again")
             continue
         if not q:
             return 0
@@ -235,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         # missing permission; one line, not a traceback
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # Chroma's storage errors (e.g. a full disk: "Failed to apply logs to
+        # the metadata segment") are the machine's too; anything else stays loud.
+        if not type(exc).__module__.startswith("chromadb"):
+            raise
+        print(f"error: the index could not be used: {exc} (is its disk full?)", file=sys.stderr)
         return 1
 
 

@@ -2,8 +2,9 @@
 
 Chunk ids are content hashes, so only chunks that are new are embedded;
 chunks of changed or removed files are removed, and the unchanged chunks of a
-changed file get their new offsets and heading; `rebuild` fills a new build
-and switches to it atomically.
+changed file get their new offsets and heading. A run that changes anything
+fills a new build (a copy of the live one, or an empty one for `rebuild`) and
+switches to it atomically, so the live build is only ever read.
 """
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chromadb.errors import ChromaError
+
 from rag.chunking import chunk_document
 from rag.ingest import check_size, discover, load_document
 from rag.normalize import Mojibake, clean_document
+from rag.priority import checkpoint
 from rag.settings import Settings
 from rag.store import ChunkStore
 from rag.types import Chunk, UserError
@@ -105,6 +109,7 @@ def load_chunks(paths: list[Path], root: Path, max_chars: int, report: IndexRepo
     failed: set[str] = set()
     task = progress.task("reading files", len(paths))
     for p in paths:
+        checkpoint()  # searches first (rag/priority.py)
         rel = p.relative_to(root).as_posix()
         try:
             if any("\ud800" <= ch <= "\udfff" for ch in rel):
@@ -140,6 +145,11 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
         # chunks are written batch by batch and the manifest last), so say
         # what happened instead of a traceback.
         raise UserError(f"cannot write the index in {index_dir}/: {_os_reason(exc)}") from None
+    except ChromaError as exc:
+        # Chroma reports a full disk as a failed write ("Error in compaction"),
+        # so the free space is said alongside.
+        free = shutil.disk_usage(index_dir).free / 1e6
+        raise UserError(f"cannot write the index in {index_dir}/: {exc} ({free:.1f} MB free on its disk)") from None
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -160,12 +170,14 @@ def _index_into(settings: Settings, embedder, index_dir: Path, paths: list[Path]
         desired, shas, failed = load_chunks(
             paths, root, settings.chunk_max_chars, report, progress, settings.doc_max_mb
         )
+        # Every run that changes anything writes a new build and switches
+        # CURRENT to it at the end: the live build is never written, so a
+        # server searching it (this process or another) is neither slowed by
+        # Chroma applying the new vectors nor shown a half-done run.
         if rebuild or ChunkStore.current_build(index_dir) is None:
             store = ChunkStore.create(index_dir, embedder.name, embedder.dim, settings.chunk_max_chars)
-            fresh = True
         else:
             store = ChunkStore.open(index_dir, embedder.name)
-            fresh = False
         existing = store.ids_by_source()
         existing_ids = {i for ids in existing.values() for i in ids}
         # A file that failed to load keeps whatever it had in the index.
@@ -184,10 +196,20 @@ def _index_into(settings: Settings, embedder, index_dir: Path, paths: list[Path]
         report.updated = len(new) - report.added + len(moved) - len(reheaded)
         report.removed = len(stale)
         report.unchanged = len(desired.keys() & existing_ids) - len(moved)
-        # Embed and store new chunks batch by batch; each batch is durable.
+        files = dict(shas)
+        for src in failed:
+            if src in store.manifest.files:
+                files[src] = store.manifest.files[src]
+        if store.is_live() and not (new or stale or moved) and files == store.manifest.files:
+            report.total_chunks = store.count()
+            return  # nothing changed: no new build
+        if store.is_live():
+            store = store.copy_as_new_build()
+        # Embed and store new chunks batch by batch (into the new build).
         task = progress.task("embedding chunks", len(new))
         bs = max(1, settings.embed_batch_size)
         for i in range(0, len(new), bs):
+            checkpoint()
             batch = new[i : i + bs]
             vectors = embedder.embed_passages([_passage_text(c) for c in batch])
             store.upsert(batch, vectors, shas)
@@ -195,13 +217,9 @@ def _index_into(settings: Settings, embedder, index_dir: Path, paths: list[Path]
             progress.advance(task, len(batch))
         store.update_metadata([c for c in moved if c.heading == moved[c]], shas)
         store.delete(stale)
-        files = dict(shas)
-        for src in failed:
-            if src in store.manifest.files:
-                files[src] = store.manifest.files[src]
+        store.settle()
         store.save_manifest(files)
-        if fresh:
-            store.make_current()
+        store.make_current()
         report.total_chunks = store.count()
 
 

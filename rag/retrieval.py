@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from rag.lang import detect_lang, to_simplified
+from rag.priority import checkpoint
 from rag.settings import Settings
 from rag.store import ChunkStore
 from rag.types import Chunk, Hit
@@ -61,7 +62,11 @@ class KeywordIndex:
         import bm25s
 
         self.chunks = chunks
-        self.tokens = [tokenize(f"{c.heading} {c.text}") for c in chunks]
+        self.tokens = []
+        for i, c in enumerate(chunks):
+            if i % 8 == 0:
+                checkpoint()  # a reload in the background lets searches go first (rag/priority.py)
+            self.tokens.append(tokenize(f"{c.heading} {c.text}"))
         self.vocab = {t for toks in self.tokens for t in toks}
         self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
         if chunks:
@@ -150,9 +155,7 @@ class Searcher:
         kw_score: dict[str, float] = {}
         dense_chunks: dict[str, Chunk] = {}
         for li, (vec, (_, weight)) in enumerate(zip(vecs, queries)):
-            # Chunks a build is still writing are not live yet: the dense side
-            # answers from the same chunks as the keyword side until the swap.
-            dense = [(c, sim) for c, sim in store.query(vec, s.dense_candidates) if c.id in by_id]
+            dense = store.query(vec, s.dense_candidates)
             for chunk, norm in zip((c for c, _ in dense), _minmax([sim for _, sim in dense])):
                 fused[chunk.id] = fused.get(chunk.id, 0.0) + weight * norm
                 dense_chunks.setdefault(chunk.id, chunk)

@@ -8,9 +8,12 @@ is never used, and telemetry is off.
 """
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from rag.types import Chunk, UserError
+
+log = logging.getLogger(__name__)
 
 COLLECTION = "chunks"
 _CURRENT = "CURRENT"
@@ -44,8 +49,33 @@ def _client(path: Path):
     from chromadb.config import Settings as ChromaSettings
 
     return chromadb.PersistentClient(
-        path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        path=str(_writable(path)), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     )
+
+
+def _writable(path: Path) -> Path:
+    """Chroma writes to its folder even to read (SQLite journal, migrations),
+    so a read-only index (a read-only mount, another user's files) is
+    searched through a private copy in a temporary folder."""
+    if not path.exists() or all(os.access(f, os.W_OK) for f in [path, *path.rglob("*")]):
+        return path
+    copy = Path(tempfile.mkdtemp(prefix="rag-readonly-index-")) / "chroma"
+    shutil.copytree(path, copy)
+    for f in [copy, *copy.rglob("*")]:
+        f.chmod(0o700 if f.is_dir() else 0o600)
+    atexit.register(shutil.rmtree, copy.parent, ignore_errors=True)
+    log.warning("index %s is read-only: searching a copy in %s", path, copy)
+    return copy
+
+
+def forget_open_clients() -> None:
+    """Chroma keeps one client per folder per process, with the vectors in
+    memory: another process's writes (`rag index` from the CLI) are not seen
+    through it. Stores opened after this read the folder afresh; stores
+    already open keep working on what they loaded."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
 
 
 def _chunk_from(id_: str, text: str, meta: dict[str, Any]) -> Chunk:
@@ -58,6 +88,13 @@ def _chunk_from(id_: str, text: str, meta: dict[str, Any]) -> Chunk:
         heading=str(meta.get("heading", "")),
         ordinal=int(meta.get("ordinal", 0)),
     )
+
+
+def _new_build_dir(index_dir: Path) -> Path:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    build = index_dir / (time.strftime("build-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6])
+    build.mkdir()
+    return build
 
 
 def _metadata(c: Chunk, file_sha: dict[str, str]) -> dict[str, Any]:
@@ -125,12 +162,25 @@ class ChunkStore:
     @classmethod
     def create(cls, index_dir: Path, embed_model: str, dim: int, chunk_max_chars: int) -> "ChunkStore":
         """A new, not yet live build folder."""
-        index_dir.mkdir(parents=True, exist_ok=True)
-        name = time.strftime("build-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
-        build = index_dir / name
-        build.mkdir()
+        build = _new_build_dir(index_dir)
         now = time.time()
         return cls(build, Manifest(embed_model, dim, chunk_max_chars, {}, now, now))
+
+    def copy_as_new_build(self) -> "ChunkStore":
+        """A new, not yet live build holding this build's chunks, for a run to
+        change while this one keeps being searched."""
+        self.settle()
+        build = _new_build_dir(self.build_dir.parent)
+        shutil.copytree(self.build_dir / "chroma", build / "chroma")
+        return ChunkStore(build, Manifest(**{**self.manifest.__dict__, "files": dict(self.manifest.files)}))
+
+    def is_live(self) -> bool:
+        return self.current_build(self.build_dir.parent) == self.build_dir
+
+    def settle(self) -> None:
+        """Make Chroma apply its pending writes now (it otherwise does so on the
+        next read, which would be a search's) so the folder is complete."""
+        self.collection.get(limit=1, include=[])
 
     # ---- writing -------------------------------------------------------
     def upsert(self, chunks: list[Chunk], vectors: np.ndarray, file_sha: dict[str, str]) -> None:
