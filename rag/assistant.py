@@ -69,11 +69,10 @@ def index_signature(index_dir: Path) -> tuple | None:
 
 
 def run_low_priority(fn, *args, **kwargs):
-    """Run fn in a new thread at the lowest CPU priority and wait for it.
-
-    Linux scheduling priority is per thread, and the threads that torch
-    starts for this one inherit it; a pooled worker thread cannot be given
-    its priority back without privileges, so the thread is a fresh one."""
+    """Run fn in a new background thread and wait for it: its checkpoints
+    yield to requests in flight (rag/priority.py). Not niced: a niced thread
+    holding the GIL while the OS runs other processes stalled every request
+    (priority inversion), measured with bench/upload_under_load.py."""
     result: dict = {}
 
     def target():
@@ -85,7 +84,7 @@ def run_low_priority(fn, *args, **kwargs):
         except BaseException as exc:  # re-raised in the caller's thread
             result["error"] = exc
 
-    thread = threading.Thread(target=target, name="rag-index", daemon=True)
+    thread = threading.Thread(target=target, name="rag-background", daemon=True)
     thread.start()
     thread.join()
     if "error" in result:
@@ -99,7 +98,8 @@ class Assistant:
     Searches never wait for indexing: a build (an upload, or `rag index` run
     from another process) is written while the searcher keeps answering from
     the chunks it holds, and the searcher swaps to the new state when the
-    build is done. In-process indexing runs in a low-priority thread."""
+    build is done. In-process indexing runs in a background thread that
+    yields to requests."""
 
     def __init__(self, settings: Settings, embedder, store=None):
         from rag.answer import ExtractiveAnswerer
@@ -153,8 +153,8 @@ class Assistant:
         """Bring the index up to date with the documents folder.
 
         Searches keep being answered meanwhile. `low_priority` (a server's
-        uploads) runs the work in a thread at the lowest CPU priority so that
-        searches and answers on the same machine come first."""
+        uploads) runs the work in a background thread that lets requests in
+        flight go first."""
         from rag.indexer import index_folder
 
         def work():

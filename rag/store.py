@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.priority import checkpoint
 from rag.types import Chunk, UserError
 
 log = logging.getLogger(__name__)
@@ -220,10 +221,18 @@ class ChunkStore:
                 shutil.rmtree(d, ignore_errors=True)
 
     # ---- reading -------------------------------------------------------
+    def _get_all(self, include: list[str]):
+        """Every record, in pages: one get() of more than ~32,000 records
+        fails in Chroma ("too many SQL variables"), e.g. after a 10 MB upload."""
+        page = 5000
+        for offset in range(0, self.count(), page):
+            checkpoint()  # a background reload lets searches go first (rag/priority.py)
+            got = self.collection.get(include=include, limit=page, offset=offset)
+            yield from zip(got["ids"], *(got[k] or [] for k in include))
+
     def ids_by_source(self) -> dict[str, set[str]]:
-        got = self.collection.get(include=["metadatas"])
         out: dict[str, set[str]] = {}
-        for id_, meta in zip(got["ids"], got["metadatas"] or []):
+        for id_, meta in self._get_all(["metadatas"]):
             out.setdefault(str((meta or {}).get("source", "")), set()).add(id_)
         return out
 
@@ -236,11 +245,7 @@ class ChunkStore:
         return out
 
     def all_chunks(self) -> list[Chunk]:
-        got = self.collection.get(include=["documents", "metadatas"])
-        chunks = [
-            _chunk_from(i, d or "", m or {})
-            for i, d, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
-        ]
+        chunks = [_chunk_from(i, d or "", m or {}) for i, d, m in self._get_all(["documents", "metadatas"])]
         chunks.sort(key=lambda c: (c.source, c.ordinal))
         return chunks
 

@@ -14,10 +14,14 @@ from rag.settings import Settings
 from tests.conftest import SEED, FakeEmbedder
 
 # text including lone surrogates, control characters and CJK
-TEXT = st.text(st.characters(exclude_categories=()), max_size=60)
+TEXT = st.one_of(
+    st.text(st.characters(exclude_categories=()), max_size=60),
+    st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=()), min_size=1, max_size=2),
+)
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(-3, 60),
-    st.floats(allow_nan=True, allow_infinity=True), TEXT,
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([float("nan"), float("inf"), -float("inf"), 5.0, 1e300]),
+    TEXT,
 )
 JSON = st.recursive(
     SCALARS,
@@ -30,10 +34,15 @@ PART = st.one_of(
 )
 CONTENT = st.one_of(TEXT, st.sampled_from(["上海8月发布了什么？", "What did Shanghai announce?"]), st.lists(PART, max_size=3), JSON)
 MESSAGE = st.one_of(st.fixed_dictionaries({"role": ROLE, "content": CONTENT}), JSON)
+QUESTION = st.fixed_dictionaries({"role": st.just("user"), "content": st.one_of(TEXT, st.just("上海8月发布了什么？"))})
+VALID_MESSAGES = st.lists(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]), "content": TEXT}), max_size=4
+).flatmap(lambda earlier: QUESTION.map(lambda q: [*earlier, q]))
 CHAT = st.fixed_dictionaries(
     {},
     optional={
-        "messages": st.one_of(st.lists(MESSAGE, min_size=1, max_size=6), JSON),
+        # mostly well-formed conversations, so that the later fields are reached too
+        "messages": st.one_of(VALID_MESSAGES, VALID_MESSAGES, st.lists(MESSAGE, min_size=1, max_size=6), JSON),
         "k": st.one_of(st.integers(-2, 60), SCALARS, JSON),
         "mode": st.one_of(st.sampled_from(["extractive", "llm", "auto", ""]), JSON),
         "stream": st.one_of(st.booleans(), JSON),
