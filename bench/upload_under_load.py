@@ -218,6 +218,8 @@ def main() -> int:
         print(json.dumps(result, ensure_ascii=False, indent=1))
         ok = searchable and not result["errors"] and all(r <= 2 for r in result["p95_ratio"].values())
         print("OK" if ok else "NOT OK", f"(p95 ratios {result['p95_ratio']}, searchable={searchable})")
+        if not searchable:
+            print(f"server log kept: {log.name}")
         return 0 if ok else 1
     finally:
         proc.terminate()
@@ -226,7 +228,8 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        shutil.rmtree(base, ignore_errors=True)
+        for p in (base / "seeds", base / "index", base / "upload"):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 if __name__ == "__main__":

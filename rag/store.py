@@ -70,10 +70,10 @@ def _writable(path: Path) -> Path:
 
 
 def forget_open_clients() -> None:
-    """Chroma keeps one client per folder per process, with the vectors in
-    memory: another process's writes (`rag index` from the CLI) are not seen
-    through it. Stores opened after this read the folder afresh; stores
-    already open keep working on what they loaded."""
+    """Chroma caches one client per folder for the life of the process, with
+    its vectors in memory (and does not see another process's writes to that
+    folder); after a switch to a new build the replaced ones would stay
+    cached. Stores already open keep working; later opens read afresh."""
     from chromadb.api.shared_system_client import SharedSystemClient
 
     SharedSystemClient.clear_system_cache()
