@@ -4,16 +4,23 @@ The CLI, Gradio UI, HTTP API and eval runner are thin shells over it.
 """
 from __future__ import annotations
 
+import logging
+import os
 import re
 import threading
+import time
 import unicodedata
 from pathlib import Path
 from typing import Iterator
 
+from rag.priority import foreground
 from rag.settings import Settings, offline_environment
 from rag.types import Answer, Hit, UserError
 
+log = logging.getLogger(__name__)
+
 MAX_K = 50  # passages per question, for every entry point (CLI, API, page)
+RELOAD_CHECK_SECONDS = 1.0  # how often a search looks for a build made by another process
 _SAFE_NAME_RE = re.compile(r"[^\w.\-\u3400-\u9fff]+")
 
 
@@ -25,17 +32,88 @@ def safe_filename(name: str) -> str:
     return name[:120]
 
 
+def _save_new_file(seeds: Path, name: str, data: bytes) -> Path:
+    """Write data as seeds/name, or seeds/stem-2.ext, -3, ... when the name is
+    taken (never replacing a file); UserError when the same bytes are there."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    tmp = seeds / f".{name}.{os.getpid()}.upload"
+    try:
+        tmp.write_bytes(data)
+        for n in range(1, 1000):
+            target = seeds / (name if n == 1 else f"{stem}-{n}{suffix}")
+            if target.resolve().parent != seeds:  # belt and braces: never write outside seeds/
+                raise UserError(f"{name!r}: invalid file name")
+            if target.is_file() and not target.is_symlink() and target.read_bytes() == data:
+                raise UserError(f"{name}: this file is already in the documents folder as {target.name}")
+            try:
+                os.link(tmp, target)  # atomic, and fails when the name is taken
+                return target
+            except FileExistsError:
+                continue
+        raise UserError(f"{name}: too many documents with this name")
+    except OSError as exc:
+        raise UserError(f"{name}: cannot save the file ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def index_signature(index_dir: Path) -> tuple | None:
+    """What identifies the index on disk: the live build and its manifest
+    (rewritten by every indexing run), or None when there is none."""
+    try:
+        current = (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+        st = (index_dir / current / "manifest.json").stat()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return current, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def run_low_priority(fn, *args, **kwargs):
+    """Run fn in a new background thread and wait for it: its checkpoints
+    yield to requests in flight (rag/priority.py). Not niced: a niced thread
+    holding the GIL while the OS runs other processes stalled every request
+    (priority inversion), measured with bench/upload_under_load.py."""
+    result: dict = {}
+
+    def target():
+        from rag.priority import mark_background
+
+        mark_background()
+        try:
+            result["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="rag-background", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 class Assistant:
-    """Retrieval-augmented QA over the documents in settings.seeds_dir."""
+    """Retrieval-augmented QA over the documents in settings.seeds_dir.
+
+    Searches never wait for indexing: a build (an upload, or `rag index` run
+    from another process) is written while the searcher keeps answering from
+    the chunks it holds, and the searcher swaps to the new state when the
+    build is done. In-process indexing runs in a background thread that
+    yields to requests."""
 
     def __init__(self, settings: Settings, embedder, store=None):
         from rag.answer import ExtractiveAnswerer
 
         self.settings = settings
         self.embedder = embedder
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # short: lazy creation of the searcher/answerer
+        self._write_lock = threading.RLock()  # one in-process indexing (or reload) at a time
         self._searcher = None
         self._store = store
+        self._loaded: tuple | None = None  # index_signature() of what the searcher holds
+        self._next_check = 0.0
+        self._reloading = False
+        self._indexing = False
         self.extractive = ExtractiveAnswerer()
         self._answerer = None
         self.notice = ""
@@ -59,8 +137,10 @@ class Assistant:
             if self._searcher is None:
                 from rag.retrieval import Searcher
 
+                loaded = index_signature(self.settings.index_dir)
                 store = self._store or self._open_store()
                 self._searcher = Searcher(self.settings, store, self.embedder)
+                self._loaded = loaded
                 self._update_corpus_stats()
             return self._searcher
 
@@ -77,55 +157,98 @@ class Assistant:
 
         self.extractive.gate = AnswerabilityGate(self.extractive.gate.model, corpus=self._searcher)
 
-    def index(self, rebuild: bool = False, console=None):
-        """Bring the index up to date with the documents folder."""
+    def index(self, rebuild: bool = False, console=None, *, low_priority: bool = False):
+        """Bring the index up to date with the documents folder.
+
+        Searches keep being answered meanwhile. `low_priority` (a server's
+        uploads) runs the work in a background thread that lets requests in
+        flight go first."""
         from rag.indexer import index_folder
 
-        with self._lock:
+        def work():
             report = index_folder(self.settings, self.embedder, rebuild=rebuild, console=console)
-            store = self._open_store()
-            if self._searcher is not None:
-                self._searcher.refresh(store)
-                self._update_corpus_stats()
-            self._store = store
+            self._reload()
             return report
+
+        with self._write_lock:
+            self._indexing = True
+            try:
+                return run_low_priority(work) if low_priority else work()
+            finally:
+                self._indexing = False
+
+    def _reload(self) -> None:
+        """Point the searcher at the index as it is on disk now (built outside
+        the search path, swapped in at the end)."""
+        from rag.store import forget_open_clients
+
+        loaded = index_signature(self.settings.index_dir)
+        forget_open_clients()  # builds replaced since are not kept in memory by Chroma's cache
+        store = self._open_store()
+        with self._lock:
+            searcher = self._searcher
+        if searcher is not None:
+            searcher.refresh(store)
+            with self._lock:
+                self._update_corpus_stats()
+        self._store = store
+        self._loaded = loaded
+
+    def _maybe_reload(self) -> None:
+        """Notice a build made by another process (`rag index` from the CLI):
+        a cheap stat at most every RELOAD_CHECK_SECONDS, then a background
+        reload; this search is answered from what the searcher holds."""
+        now = time.monotonic()
+        if now < self._next_check or self._indexing or self._reloading or self._searcher is None:
+            return
+        self._next_check = now + RELOAD_CHECK_SECONDS
+        if index_signature(self.settings.index_dir) == self._loaded:
+            return
+        with self._lock:
+            if self._reloading:
+                return
+            self._reloading = True
+        threading.Thread(target=self._background_reload, name="rag-reload", daemon=True).start()
+
+    def _background_reload(self) -> None:
+        try:
+            with self._write_lock:
+                if index_signature(self.settings.index_dir) != self._loaded:
+                    run_low_priority(self._reload)
+        except Exception:  # keep answering from what we have; the next check retries
+            log.exception("reloading the index failed")
+        finally:
+            self._reloading = False
 
     def add_document(self, filename: str, data: bytes):
         """Save an uploaded file into the documents folder and index it.
 
         Checks extension and size first and decodes the bytes before anything
         is written, so a bad file leaves both the folder and the index as they
-        were."""
-        from rag.ingest import SUPPORTED_SUFFIXES, decode_bytes
+        were. A file never replaces another: a different file with the same
+        name is saved under a free name (`report.saved_as`)."""
+        from rag.ingest import SUPPORTED_SUFFIXES, check_size, decode_bytes
 
         name = safe_filename(filename or "")
         if not name or Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
             raise UserError(
                 f"{filename!r}: only {', '.join(SUPPORTED_SUFFIXES)} files can be added"
             )
-        limit = self.settings.upload_max_mb * 1024 * 1024
-        if len(data) > limit:
-            raise UserError(f"{name}: {len(data) / 1e6:.1f} MB is over the {self.settings.upload_max_mb:g} MB limit")
+        check_size(len(data), name, self.settings.upload_max_mb, "RAG_UPLOAD_MAX_MB")
+        check_size(len(data), name, self.settings.doc_max_mb, "RAG_DOC_MAX_MB")
         decode_bytes(data, name)  # raises UserError for empty/binary/undecodable files
         seeds = self.settings.seeds_dir.resolve()
-        target = (seeds / name).resolve()
-        if target.parent != seeds:  # belt and braces: never write outside seeds/
-            raise UserError(f"{filename!r}: invalid file name")
-        with self._lock:
-            previous = target.read_bytes() if target.exists() else None
-            tmp = target.with_name(f".{name}.upload")
-            tmp.write_bytes(data)
-            tmp.replace(target)
+        with self._write_lock:
+            target = _save_new_file(seeds, name, data)
             try:
-                return self.index()
+                report = self.index(low_priority=True)
             except Exception:
                 # Put the folder back as it was; the index itself is only
                 # changed batch by batch and reconciles on the next run.
-                if previous is None:
-                    target.unlink(missing_ok=True)
-                else:
-                    target.write_bytes(previous)
+                target.unlink(missing_ok=True)
                 raise
+            report.saved_as = target.name
+            return report
 
     def status(self) -> dict:
         from rag.store import ChunkStore
@@ -191,7 +314,10 @@ class Assistant:
     def search(self, question: str, k: int | None = None) -> list[Hit]:
         question = _check_question(question)
         k = _check_k(self.settings.top_k if k is None else k)
-        return self.searcher.search(question, k)
+        searcher = self.searcher
+        self._maybe_reload()
+        with foreground():
+            return searcher.search(question, k)
 
     @property
     def retriever(self):
@@ -204,29 +330,34 @@ class Assistant:
         from rag.lang import detect_lang
 
         question = _check_question(question)
+        history = _check_history(history, self.settings)
         standalone = question
         if history:
             from rag.conversation import standalone_question
 
             standalone = standalone_question(question, list(history), getattr(answerer, "llm", None))
         lang = detect_lang(question)
-        hits = self.searcher.search(standalone, _check_k(self.settings.top_k if k is None else k))
+        searcher = self.searcher
+        self._maybe_reload()
+        hits = searcher.search(standalone, _check_k(self.settings.top_k if k is None else k))
         return question, standalone, lang, hits
 
     def ask(self, question: str, *, k: int | None = None, history=None, mode: str | None = None) -> Answer:
         answerer = self._answerer_for(mode)
-        question, standalone, lang, hits = self._prepare(question, history, k, answerer)
-        ans = answerer.answer(standalone, hits, lang)
-        return self._finish(ans, question, standalone, hits)
+        with foreground():
+            question, standalone, lang, hits = self._prepare(question, history, k, answerer)
+            ans = answerer.answer(standalone, hits, lang)
+            return self._finish(ans, question, standalone, hits)
 
     def stream(self, question: str, *, k: int | None = None, history=None, mode: str | None = None) -> Iterator[str | Answer]:
         answerer = self._answerer_for(mode)
-        question, standalone, lang, hits = self._prepare(question, history, k, answerer)
-        for item in answerer.stream(standalone, hits, lang):
-            if isinstance(item, Answer):
-                yield self._finish(item, question, standalone, hits)
-            else:
-                yield item
+        with foreground():
+            question, standalone, lang, hits = self._prepare(question, history, k, answerer)
+            for item in answerer.stream(standalone, hits, lang):
+                if isinstance(item, Answer):
+                    yield self._finish(item, question, standalone, hits)
+                else:
+                    yield item
 
     def _finish(self, ans: Answer, question: str, standalone: str, hits: list[Hit]) -> Answer:
         ans.question = question
@@ -243,7 +374,44 @@ def _check_question(question: str) -> str:
     question = question.strip()
     if len(question) > 2000:
         raise UserError("the question is too long (over 2000 characters)")
+    if not _is_text(question):
+        # e.g. a command-line argument that was not UTF-8 (Python keeps such
+        # bytes as lone surrogates, which cannot be printed or stored)
+        raise UserError("the question is not valid text (it holds bytes that are not UTF-8)")
     return question
+
+
+def _is_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_history(history, settings: Settings) -> list[tuple[str, str]]:
+    """Earlier turns are re-read for every answer, so their number and size are bounded."""
+    if not history:
+        return []
+    pairs = list(history)
+    if len(pairs) > settings.history_max_turns:
+        raise UserError(
+            f"the conversation has {len(pairs)} earlier turns; at most {settings.history_max_turns} are "
+            "accepted (RAG_HISTORY_MAX_TURNS): start a new chat"
+        )
+    chars = 0
+    for pair in pairs:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise UserError("history must be a list of (question, answer) text pairs")
+        if not all(_is_text(t) for t in pair):
+            raise UserError("the conversation holds text that is not valid Unicode")
+        chars += len(pair[0]) + len(pair[1])
+    if chars > settings.history_max_chars:
+        raise UserError(
+            f"the conversation is {chars} characters long; at most {settings.history_max_chars} are "
+            "accepted (RAG_HISTORY_MAX_CHARS): start a new chat"
+        )
+    return [tuple(p) for p in pairs]
 
 
 def _check_k(k) -> int:

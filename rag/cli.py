@@ -62,6 +62,8 @@ def cmd_index(args) -> int:
             console.print(f"[yellow]warning:[/yellow] {src}: suspected mojibake at {m}", markup=True)
     for err in report.errors:
         console.print(f"[red]error:[/red] {err}")
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped:[/yellow] {skipped}")
     print(report.summary())
     return 1 if report.errors else 0
 
@@ -122,6 +124,9 @@ def cmd_chat(args) -> int:
         except (EOFError, KeyboardInterrupt):
             console.print()
             return 0
+        except UnicodeDecodeError:
+            console.print("[red]error:[/red] that line is not valid text (not UTF-8); please type it again")
+            continue
         if not q:
             return 0
         if q == "/clear":
@@ -237,6 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # the machine, not the program: a full disk, a read-only folder, a
+        # missing permission; one line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # Chroma's storage errors (e.g. a full disk: "Failed to apply logs to
+        # the metadata segment") are the machine's too; anything else stays loud.
+        if not type(exc).__module__.startswith("chromadb"):
+            raise
+        print(f"error: the index could not be used: {exc} (is its disk full?)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

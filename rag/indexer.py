@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chromadb.errors import ChromaError
+
 from rag.chunking import chunk_document
-from rag.ingest import discover, load_document
+from rag.ingest import check_size, discover, load_document
 from rag.normalize import Mojibake, clean_document
 from rag.settings import Settings
 from rag.keyword_index import KeywordIndex, NewDoc, drop_old, new_folder
@@ -36,6 +39,8 @@ class IndexReport:
     rebuilt: bool = False
     errors: list[str] = field(default_factory=list)
     mojibake: dict[str, list[Mojibake]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # symbolic links, not followed
+    saved_as: str = ""  # an upload's file name in the documents folder
 
     def summary(self) -> str:
         s = (
@@ -44,6 +49,8 @@ class IndexReport:
         )
         if self.errors:
             s += f"; {len(self.errors)} file(s) skipped"
+        if self.skipped:
+            s += f"; {len(self.skipped)} symbolic link(s) not followed"
         return s
 
     def to_dict(self) -> dict:
@@ -58,6 +65,7 @@ class IndexReport:
             "seconds": round(self.seconds, 3),
             "rebuilt": self.rebuilt,
             "errors": self.errors,
+            "skipped": self.skipped,
             "mojibake": {k: [str(m) for m in v] for k, v in self.mojibake.items()},
         }
 
@@ -112,7 +120,7 @@ class _Scan:
 
 
 def scan(paths: list[Path], root: Path, max_chars: int, records: dict[str, FileRecord], force: set[str],
-         report: IndexReport, progress: _Progress) -> _Scan:
+         report: IndexReport, progress: _Progress, max_mb: float | None = None) -> _Scan:
     """Skip files whose size and mtime match the manifest without reading them; read the
     others, and chunk those whose bytes (sha256) differ. Unreadable files are reported,
     not fatal, and keep what they had in the index."""
@@ -135,6 +143,10 @@ def scan(paths: list[Path], root: Path, max_chars: int, records: dict[str, FileR
             progress.advance(task)
             continue
         try:
+            if any("\ud800" <= ch <= "\udfff" for ch in rel):
+                raise UserError(f"{rel.encode('utf-8', 'replace').decode()}: file name is not valid UTF-8 text; rename it")
+            if max_mb is not None:
+                check_size(st.st_size, rel, max_mb, "RAG_DOC_MAX_MB")
             doc = load_document(p, root)
             if rec and rec.sha256 == doc.sha256 and rel not in force:
                 records[rel] = FileRecord(doc.sha256, st.st_size, st.st_mtime_ns)
@@ -204,6 +216,27 @@ class _Tokenizer:
 
 
 def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console=None) -> IndexReport:
+    """Bring the index in settings.index_dir up to date with settings.seeds_dir (see
+    `_index_folder`); a full disk or a read-only folder becomes one clear UserError, and
+    the live index is untouched (new chunks are written batch by batch, the manifest last)."""
+    index_dir = settings.index_dir
+    try:
+        return _index_folder(settings, embedder, rebuild=rebuild, console=console)
+    except OSError as exc:
+        raise UserError(f"cannot write the index in {index_dir}/: {_os_reason(exc)}") from None
+    except ChromaError as exc:
+        # Chroma reports a full disk as a failed write ("Error in compaction"),
+        # so the free space is said alongside.
+        free = shutil.disk_usage(index_dir).free / 1e6 if index_dir.exists() else 0.0
+        raise UserError(f"cannot write the index in {index_dir}/: {exc} ({free:.1f} MB free on its disk)") from None
+
+
+def _os_reason(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+def _index_folder(settings: Settings, embedder, *, rebuild: bool = False, console=None) -> IndexReport:
     """Bring the index in settings.index_dir up to date with settings.seeds_dir.
 
     Order of writes, so that a kill -9 at any point leaves an index that answers and a
@@ -214,10 +247,12 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
     t0 = time.perf_counter()
     report = IndexReport(rebuilt=rebuild)
     root = settings.seeds_dir
-    paths = discover(root)
+    paths = discover(root, report.skipped)
     report.files = len(paths)
     index_dir = settings.index_dir
     index_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(index_dir, os.W_OK):
+        raise UserError(f"the index folder {index_dir}/ is read-only: it can be searched but not updated")
     opts = {"chroma_url": settings.chroma_url, "page_size": settings.chroma_page_size}
     with _index_lock(index_dir), _Progress(console) as progress:
         _drop_abandoned_builds(index_dir, settings)
@@ -239,7 +274,8 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
         elif force:
             # a run was killed mid-way: Chroma may hold chunks the keyword index does not
             from_chroma = store.ids_by_source(where={"source": {"$in": sorted(force)}})
-        sc = scan(paths, root, settings.chunk_max_chars, store.manifest.records(), force, report, progress)
+        sc = scan(paths, root, settings.chunk_max_chars, store.manifest.records(), force, report, progress,
+                  settings.doc_max_mb)
         touched = set(sc.changed) | sc.removed | (force - sc.failed)
         existing = keyword.ids_of(touched)
         for src, ids in from_chroma.items():
@@ -249,6 +285,14 @@ def index_folder(settings: Settings, embedder, *, rebuild: bool = False, console
         desired = {c.id: c for chunks in sc.changed.values() for c in chunks}
         new = [c for cid, c in desired.items() if cid not in existing_ids]
         kept = [c for cid, c in desired.items() if cid in existing_ids]
+        # A kept chunk of a changed file that now sits under another heading is embedded
+        # again (the heading is part of what is embedded); offsets are refreshed below.
+        if kept:
+            stored = store.get([c.id for c in kept])
+            reheaded = {c.id for c in kept if c.id in stored and stored[c.id].heading != c.heading}
+            if reheaded:
+                new += [c for c in kept if c.id in reheaded]
+                kept = [c for c in kept if c.id not in reheaded]
         stale = sorted(existing_ids - desired.keys())
         counts = keyword.source_counts()
         report.added = sum(1 for c in new if not existing.get(c.source))

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
+import sys
 import time
 import uuid
 from typing import Any, Iterator
@@ -38,6 +40,7 @@ from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
 from rag.assistant import MAX_K  # noqa: E402
+from rag.priority import foreground  # noqa: E402
 from rag.types import Answer, UserError  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -64,23 +67,91 @@ def _error(status: int, message: str, type_: str = "invalid_request_error", code
 # ------------------------------------------------------------ request parsing
 
 
-async def _json_body(request: Request) -> dict:
-    raw = await request.body()
+MAX_JSON_DEPTH = 32  # the API's bodies are 4 levels deep; json itself would recurse into a RecursionError
+
+
+async def _json_body(request: Request, max_bytes: int) -> dict:
+    """The request's JSON object, checked: size, strict JSON (no NaN/Infinity),
+    nesting, and text that can be encoded (no lone surrogates). ApiError(4xx) otherwise."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"Request body is over {max_bytes // 1024} KB.", code="body_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, f"Request body is over {max_bytes // 1024} KB.", code="body_too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         raise ApiError(400, "Request body is empty; send a JSON object.")
+    if _nesting(raw) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"Request body is nested more than {MAX_JSON_DEPTH} levels deep.", code="invalid_json")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "Request body is not valid JSON.", code="invalid_json")
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object.")
+    if not _all_text_encodable(body):
+        raise ApiError(400, "Request body holds a lone surrogate escape (e.g. \\ud800), which is not text.",
+                       code="invalid_json")
     return body
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _nesting(raw: bytes) -> int:
+    """Deepest [ or { nesting, ignoring brackets inside strings (a linear scan,
+    so that a hostile body cannot make the parser recurse)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _all_text_encodable(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
 
 
 def _parse_k(value: Any, default: int) -> int:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+        or int(value) != value
+    ):
         raise ApiError(400, f"'k' must be an integer between 1 and {MAX_K}.", code="invalid_k")
     k = int(value)
     if not 1 <= k <= MAX_K:
@@ -107,11 +178,21 @@ def _content_text(content: Any) -> str:
     raise ApiError(400, "Message 'content' must be a string or a list of text parts.")
 
 
-def parse_chat_request(body: dict, default_k: int) -> dict:
+def parse_chat_request(body: dict, default_k: int, settings: Settings | None = None) -> dict:
     """-> {question, history, k, mode, stream, model}; raises ApiError(400) on bad input."""
+    settings = settings or Settings()
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "'messages' must be a non-empty list of {role, content}.", code="invalid_messages")
+    # Every earlier turn is re-read for each answer: bound them before any work.
+    max_messages = 2 * settings.history_max_turns + 8  # turns, their answers, a few system messages
+    if len(messages) > max_messages:
+        raise ApiError(
+            400,
+            f"Too many messages ({len(messages)}); at most {max_messages} "
+            f"({settings.history_max_turns} earlier turns) are accepted: start a new conversation.",
+            code="history_too_long",
+        )
     turns: list[tuple[str, str]] = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
@@ -120,6 +201,14 @@ def parse_chat_request(body: dict, default_k: int) -> dict:
         if role not in ("system", "developer", "user", "assistant", "tool"):
             raise ApiError(400, f"messages[{i}].role '{role}' is not supported.", code="invalid_messages")
         turns.append((role, _content_text(msg.get("content"))))
+    total = sum(len(text) for _, text in turns[:-1])
+    if total > settings.history_max_chars:
+        raise ApiError(
+            400,
+            f"The earlier messages are {total} characters long; at most {settings.history_max_chars} are "
+            "accepted: start a new conversation or send fewer turns.",
+            code="history_too_long",
+        )
     if turns[-1][0] != "user":
         raise ApiError(400, "The last message must be from the user.", code="invalid_messages")
     question = turns[-1][1].strip()
@@ -133,6 +222,13 @@ def parse_chat_request(body: dict, default_k: int) -> dict:
         elif role == "assistant" and pending is not None:
             history.append((pending, text))
             pending = None
+    if len(history) > settings.history_max_turns:
+        raise ApiError(
+            400,
+            f"The conversation has {len(history)} earlier turns; at most {settings.history_max_turns} are "
+            "accepted: start a new conversation.",
+            code="history_too_long",
+        )
     mode = body.get("mode")
     if mode in ("", "auto"):
         mode = None
@@ -184,7 +280,13 @@ def hit_dict(hit: Any) -> dict:
 
 def create_app(assistant: Any, settings: Settings | None = None, *, with_ui: bool = True) -> FastAPI:
     settings = settings or Settings()
+    # A request hands the GIL back and forth between the event loop and a
+    # worker thread many times; with indexing running in another thread each
+    # handoff can wait a whole switch interval (5 ms by default), which made
+    # search p95 5x its idle value during an upload. 0.5 ms bounds that.
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
     default_k = settings.top_k
+    max_body = settings.request_max_kb * 1024
     api_key = settings.api_key or ""
     app = FastAPI(title="RAG assistant", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -213,8 +315,12 @@ def create_app(assistant: Any, settings: Settings | None = None, *, with_ui: boo
         return _error(500, f"Internal error ({type(exc).__name__}); see the server log.", "server_error")
 
     # ---- bearer key for /v1 and /api (a plain ASGI middleware: streaming-safe)
+    app.add_middleware(ForegroundMiddleware)
     if api_key:
         app.add_middleware(BearerKeyMiddleware, api_key=api_key)
+    hosts = allowed_host_names(settings)
+    if hosts is not None:  # added last, so it runs first
+        app.add_middleware(AllowedHostMiddleware, names=hosts)
 
     # ---- OpenAI-compatible
     @app.get("/v1/models")
@@ -226,7 +332,7 @@ def create_app(assistant: Any, settings: Settings | None = None, *, with_ui: boo
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        req = parse_chat_request(await _json_body(request), default_k)
+        req = parse_chat_request(await _json_body(request, max_body), default_k, settings)
         kwargs = {"k": req["k"], "history": req["history"], "mode": req["mode"]}
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
@@ -310,7 +416,7 @@ def create_app(assistant: Any, settings: Settings | None = None, *, with_ui: boo
     # ---- search / status
     @app.post("/api/search")
     async def search(request: Request):
-        body = await _json_body(request)
+        body = await _json_body(request, max_body)
         query = body.get("query")
         if not isinstance(query, str) or not query.strip():
             raise ApiError(400, "'query' must be a non-empty string.", code="empty_query")
@@ -370,7 +476,91 @@ def create_app(assistant: Any, settings: Settings | None = None, *, with_ui: boo
             theme=theme(),
             css=CSS,
         )
+        # Gradio checks that a file an event names was uploaded only when it
+        # launched the app itself; a mounted app gets the same check this way
+        # (ui.app.uploaded_bytes checks again on its own).
+        demo.has_launched = True
     return app
+
+
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
+
+
+def allowed_host_names(settings: Settings) -> set[str] | None:
+    """Host header names this server answers to (None: any).
+
+    A browser page on another site can reach a loopback server through DNS
+    rebinding (its own name resolving to 127.0.0.1); it cannot choose the
+    Host header, so only our own names are served: localhost, the bound
+    address, RAG_ALLOWED_HOSTS (e.g. the name a reverse proxy forwards), and
+    when bound to every interface, this machine's name and addresses."""
+    extra = [h.strip().lower() for h in settings.allowed_hosts.split(",") if h.strip()]
+    if "*" in extra:
+        return None
+    names = set(LOCAL_NAMES) | set(extra)
+    host = settings.host.strip().lower().strip("[]")
+    if host in WILDCARD_BINDS:
+        import socket
+
+        try:
+            hostname = socket.gethostname()
+            names |= {hostname.lower(), socket.getfqdn().lower()}
+            names |= {str(info[4][0]).lower() for info in socket.getaddrinfo(hostname, None)}
+        except OSError:
+            pass
+    else:
+        names.add(host)
+    return names
+
+
+def host_name(header: str) -> str:
+    """'Example.com:7860' -> 'example.com'; '[::1]:7860' -> '::1'."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class AllowedHostMiddleware:
+    """400 JSON for a request whose Host header names a host we do not serve."""
+
+    def __init__(self, app, names: set[str]):
+        self.app = app
+        self.names = names
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            headers = dict(scope.get("headers") or [])
+            name = host_name(headers.get(b"host", b"").decode("latin-1"))
+            if name not in self.names:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                response = _error(
+                    400,
+                    f"Host {name!r} is not served here; add it to RAG_ALLOWED_HOSTS "
+                    "(e.g. the name a reverse proxy forwards).",
+                    code="invalid_host",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class ForegroundMiddleware:
+    """The whole of an API request counts as foreground work (rag/priority.py):
+    indexing in the background pauses while it is parsed and answered."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("path", "").startswith(PROTECTED_PREFIXES):
+            with foreground():
+                await self.app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 class BearerKeyMiddleware:
@@ -413,6 +603,7 @@ def run(settings: Settings | None = None, host: str | None = None, port: int | N
     settings = settings or Settings()
     host = host or settings.host
     port = port or settings.port
+    settings = settings.model_copy(update={"host": host, "port": port})  # the Host check knows the bind
     assistant = Assistant.from_settings(settings)
     app = create_app(assistant, settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

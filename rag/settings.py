@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     # chunking
     chunk_max_chars: int = 300
+    # a document above this size is not indexed (a 50 MB file is ~190,000
+    # chunks, hours of embedding): reported as an error, like an unreadable file
+    doc_max_mb: float = 10.0
 
     # retrieval
     top_k: int = 5
@@ -75,6 +78,13 @@ class Settings(BaseSettings):
     api_key: str = ""  # when set, /v1 and /api require "Authorization: Bearer <key>"
     upload_max_mb: float = 10.0
     concurrency: int = 8
+    # Host header names accepted besides localhost and the bound address
+    # (comma-separated; "*" accepts any): a guard against DNS rebinding
+    allowed_hosts: str = ""
+    # bounds on one chat request: earlier turns are re-read for every answer
+    history_max_turns: int = 20
+    history_max_chars: int = 20_000
+    request_max_kb: int = 512  # largest JSON body on /v1 and /api
 
     @classmethod
     def settings_customise_sources(

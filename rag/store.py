@@ -8,10 +8,12 @@ is never used, and telemetry is off.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ def _client(path: Path, url: str = ""):
 
     settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if not url:
-        return chromadb.PersistentClient(path=str(path), settings=settings)
+        return chromadb.PersistentClient(path=str(_writable(path)), settings=settings)
     u = urlparse(url)
     if u.scheme not in ("http", "https") or not u.hostname:
         raise UserError(f"RAG_CHROMA_URL must look like http://HOST:PORT, not {url!r}")
@@ -61,6 +63,31 @@ def _client(path: Path, url: str = ""):
     except Exception as exc:
         raise UserError(f"cannot reach the Chroma server at {url}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     return client
+
+
+def _writable(path: Path) -> Path:
+    """Chroma writes to its folder even to read (SQLite journal, migrations),
+    so a read-only index (a read-only mount, another user's files) is
+    searched through a private copy in a temporary folder."""
+    if not path.exists() or all(os.access(f, os.W_OK) for f in [path, *path.rglob("*")]):
+        return path
+    copy = Path(tempfile.mkdtemp(prefix="rag-readonly-index-")) / "chroma"
+    shutil.copytree(path, copy)
+    for f in [copy, *copy.rglob("*")]:
+        f.chmod(0o700 if f.is_dir() else 0o600)
+    atexit.register(shutil.rmtree, copy.parent, ignore_errors=True)
+    log.warning("index %s is read-only: searching a copy in %s", path, copy)
+    return copy
+
+
+def forget_open_clients() -> None:
+    """Chroma caches one client per folder for the life of the process, with
+    its vectors in memory (and does not see another process's writes to that
+    folder); after a switch to a new build the replaced ones would stay
+    cached. Stores already open keep working; later opens read afresh."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
 
 
 def collection_name(build_dir: Path, url: str) -> str:

@@ -28,6 +28,7 @@ offline_environment()  # GRADIO_ANALYTICS_ENABLED=False before gradio is importe
 
 import gradio as gr  # noqa: E402
 
+from rag.assistant import safe_filename  # noqa: E402
 from rag.types import Answer, Citation, UserError  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,34 @@ def _k_arg(k: Any, default: int) -> int:
     return max(1, min(MAX_K, k))
 
 
+def uploaded_bytes(path: str | Path, blocks: gr.Blocks) -> bytes:
+    """The bytes of a file this page's upload route received, else UserError.
+
+    The upload event's payload is a path chosen by the client. Gradio checks
+    that it was uploaded only for apps it launched itself, not for apps
+    mounted into FastAPI, so without this a request naming `/any/file.txt`
+    would have any readable server file copied into the documents and
+    searchable. Accepted: a path Gradio's upload route handed out
+    (`upload_file_set`), in its upload folder, not a link, whose content
+    still hashes to the folder Gradio named after it."""
+    from gradio import processing_utils
+    from gradio.utils import get_upload_folder
+
+    from rag.ingest import read_regular_file
+
+    p = Path(path)
+    folder = Path(get_upload_folder()).resolve()
+    received = {str(Path(f).resolve()) for f in getattr(blocks, "upload_file_set", ())}
+    if p.is_symlink() or str(p.resolve()) not in received or p.resolve().parent.parent != folder:
+        raise UserError("this file was not uploaded through this page")
+    if not p.exists():
+        raise UserError("the upload has not finished; please add the file again")
+    data = read_regular_file(p)
+    if processing_utils.hash_bytes(data) != p.parent.name:
+        raise UserError("the uploaded file changed after it was received; please upload it again")
+    return data
+
+
 # ---------------------------------------------------------------- the page
 
 
@@ -318,12 +347,15 @@ def build_ui(assistant: Any, settings: Settings) -> gr.Blocks:
             files = [files]
         lines = []
         for path in progress.tqdm(files, desc="Indexing"):
-            path = Path(path)
-            name = path.name  # Gradio keeps the (already stripped) original name
+            name = Path(path).name  # Gradio keeps the (already stripped) original name
             try:
-                data = path.read_bytes()
+                data = uploaded_bytes(path, demo)
                 report = assistant.add_document(name, data)
                 summary = report.summary() if hasattr(report, "summary") else str(report)
+                saved = getattr(report, "saved_as", "") or name
+                if saved != safe_filename(name):
+                    summary = f"saved as `{saved}` because a different `{safe_filename(name)}` is already there; " + summary
+                    name = saved
                 lines.append(f"**Added** `{name}`: {summary}")
             except UserError as exc:
                 lines.append(f"**Not added** `{name}`: {exc}")
