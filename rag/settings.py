@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     dense_weight: float = 0.5
     dense_weight_crosslingual: float = 0.3
     bridge_dense_weight: float = 0.3
+    # English questions in LLM mode also search with the LLM's Chinese translation of the
+    # question, fused with the English search (bench/query_translation.py); "off" skips it
+    query_translation: Literal["auto", "off"] = "auto"
 
     # answering
     llm: Literal["auto", "extractive", "llama-cpp", "openai"] = "auto"
