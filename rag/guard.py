@@ -60,6 +60,15 @@ def _patterns() -> dict[str, re.Pattern[str]]:
     near_deixis_en = r"\b(?:above|preceding|before\s+this|earlier|previous|prior|initial|original|hidden|secret)\b"
     near_deixis_zh = r"(?:以上|上面|上述|前面|之前|先前|最初|原始|隐藏|隱藏)"
     return {
+        # a directive about the answers themselves ("every answer must …", "每个回答都只…"), a note
+        # addressed to AI readers, or a request to pass something on to "the user"
+        "answers_en": re.compile(
+            rf"\b(?:every|each|all|any|your)\s+{en['answer_nouns']}|"
+            rf"\b(?:note|message|notice|instructions?|attention|reminder|dear)\s+(?:to\s+|for\s+)?(?:all\s+|any\s+)?"
+            rf"(?:the\s+)?{en['ai_readers']}|{en['user_verbs']}\s+the\s+users?\b", flags),
+        "answers_zh": re.compile(
+            rf"(?:每个|每個|所有|每次|你的|您的){zh['answer_nouns']}|"
+            rf"(?:致|给|給|写给|寫給|提醒).{{0,2}}?{zh['ai_readers']}|{zh['user_verbs']}(?:用户|用戶|使用者)"),
         # a request frame whose "you" is politeness, not the topic ("can you tell me …")
         "polite_en": re.compile(
             r"\b(?:can|could|would|will)\s+(?:you|u)\b|\bdo\s+(?:you|u)\s+know\b|\bthank\s+you\b", flags),
@@ -136,11 +145,16 @@ def instruction_like(sentence: str) -> bool:
         or p["chat_noun_en"].search(s) or p["chat_noun_zh"].search(s)
         or p["directive_en"].search(s) or p["directive_zh"].search(s)
         or p["reveal_en"].search(s) or p["reveal_zh"].search(s)
+        or p["answers_en"].search(s) or p["answers_zh"].search(s)
     )
 
 
 # ChatML and similar control markup; angle brackets in general become full-width below.
 _CONTROL_RE = re.compile(r"<\|[^<>|]{0,40}\|>|\[/?INST\]|<</?SYS>>|</?s>")
+# A fake chat turn: everything from a turn-opening token to its closing token (or the end).
+_FAKE_TURN_RE = re.compile(
+    r"<\|[^<>|]{0,20}start[^<>|]{0,20}\|>.*?(?:<\|[^<>|]{0,20}end[^<>|]{0,20}\|>|$)|"
+    r"\[INST\].*?(?:\[/INST\]|$)|<<SYS>>.*?(?:<</SYS>>|$)", re.DOTALL)
 
 
 def _sentences(text: str) -> list[str]:
@@ -158,6 +172,7 @@ def _sentences(text: str) -> list[str]:
 def quote_passage(text: str) -> str:
     """The passage as quoted to the model: control markup defused, instruction-like sentences
     replaced by `[…]`."""
+    text = _FAKE_TURN_RE.sub(REMOVED, text)
     parts = []
     for sent in _sentences(text):
         if _CONTROL_RE.search(sent) or instruction_like(sent):
