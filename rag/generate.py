@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.answer import REFUSALS
-from rag.guard import is_meta_question, leaks_prompt, meta_refusal, quote_passage
+from rag.guard import hostile, is_meta_question, leaks_prompt, meta_refusal, quote_passage
 from rag.lang import to_script
 from rag.types import Answer, Citation, Hit, UserError
 
@@ -753,7 +753,10 @@ class LLMAnswerer:
             yield from out.emit(text)
             yield out.finish(self._make(question, hits, lang, text, refused=True))
             return
-        sel = self._select(question, hits, lang)
+        # a passage that tries to instruct the model is not given to it (rag/guard.py); the
+        # Answer still lists every hit, so the page shows what retrieval found
+        safe = [h for h in hits if not hostile(h.chunk.text)]
+        sel = self._select(question, safe, lang)
         given, texts = sel.given, sel.texts
         if not given or not sel.answerable:
             yield from out.emit(REFUSAL[lang])
@@ -806,12 +809,12 @@ class LLMAnswerer:
                     final.notice = NOTICE_TRANSLATED.format(reason=_reason_text(reason, "en"))
                     yield out.finish(final)
                     return
-            final = self._fallback(question, hits, lang, reason)
+            final = self._fallback(question, hits, lang, reason, safe=safe)
         except UserError:
             raise
         except Exception as exc:  # the backend failed (server down, model error): stay useful
             final = self._fallback(question, hits, lang, f"LLM error: {type(exc).__name__}: {exc}",
-                                   raw_reason=True)
+                                   raw_reason=True, safe=safe)
         timing.fallback = True
         yield from out.emit(final.text, only_if_nothing_shown=True)
         yield out.finish(final)
@@ -963,8 +966,10 @@ class LLMAnswerer:
         )
 
     def _fallback(self, question: str, hits: list[Hit], lang: str, reason: str, *,
-                  raw_reason: bool = False) -> Answer:
-        ans = self.extractive.answer(question, hits, lang)
+                  raw_reason: bool = False, safe: list[Hit] | None = None) -> Answer:
+        # the extractive answer reads the same passages the model was given (not hostile ones)
+        ans = self.extractive.answer(question, hits if safe is None else safe, lang)
+        ans.hits = list(hits)
         why = reason if raw_reason else _reason_text(reason, "en")
         notice = NOTICE_FALLBACK.format(reason=why)
         ans.notice = f"{ans.notice}; {notice}" if getattr(ans, "notice", "") else notice

@@ -185,6 +185,15 @@ def quote_passage(text: str) -> str:
     return out.replace("<", "＜").replace(">", "＞")
 
 
+def hostile(text: str) -> bool:
+    """Does this passage try to instruct a chat model (control markup or an instruction-like
+    sentence)? Such a passage is left out of what the model reads: measured with
+    bench/hostile_docs.py, even its harmless sentences, quoted, pulled answers away from the
+    real evidence ("a new scheme [1]" in place of the plan's name)."""
+    return bool(_CONTROL_RE.search(text) or _FAKE_TURN_RE.search(text)
+                or any(instruction_like(s) for s in _sentences(text)))
+
+
 def _shingles(text: str, size: int) -> set[str]:
     t = re.sub(r"\s+", " ", text.lower()).strip()
     return {t[i : i + size] for i in range(0, max(len(t) - size + 1, 0))}
