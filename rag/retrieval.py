@@ -195,10 +195,12 @@ def fuse_hit_lists(lists: list[list[Hit]], k: int, weights: list[float] | None =
             fused[hit.chunk.id] = fused.get(hit.chunk.id, 0.0) + weight * norm
             first.setdefault(hit.chunk.id, hit)
     ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+    # on the scale of the first (original) query's scores, so a fused hit reads like a plain one
+    scale = (max((h.score for h in lists[0]), default=1.0) if lists else 1.0) / (sum(weights) or 1.0)
     out = []
     for rank, (cid, score) in enumerate(ranked, start=1):
         h = first[cid]
-        out.append(Hit(h.chunk, score, rank, h.dense_score, h.keyword_score))
+        out.append(Hit(h.chunk, score * scale, rank, h.dense_score, h.keyword_score))
     return out
 
 

@@ -105,3 +105,10 @@ def test_searcher_fuses_variants(settings_for, fake_embedder):
     # an empty or repeated variant is the plain search
     assert [h.chunk.id for h in s.search("What did Shanghai announce in August?", 3, variants=["", " "])] == \
         [h.chunk.id for h in plain]
+
+
+def test_fused_scores_stay_on_the_original_querys_scale():
+    english = _hits(("x", 0.8), ("gold", 0.6))
+    chinese = _hits(("gold", 0.9), ("z", 0.5))
+    fused = fuse_hit_lists([english, chinese], 3)
+    assert 0 < fused[-1].score <= fused[0].score <= 0.8  # the page shows scores as decimals
