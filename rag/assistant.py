@@ -337,13 +337,40 @@ class Assistant:
 
             standalone = standalone_question(question, list(history), getattr(answerer, "llm", None))
         lang = detect_lang(question)
+        k = _check_k(self.settings.top_k if k is None else k)
         searcher = self.searcher
         self._maybe_reload()
-        hits = searcher.search(standalone, _check_k(self.settings.top_k if k is None else k))
+        hits = searcher.search(standalone, k, variants=self._query_variants(standalone, answerer))
         return question, standalone, lang, hits
+
+    def _query_variants(self, question: str, answerer) -> list[str]:
+        """Other renderings of an English question to search with: its Chinese translation by
+        the LLM when one answers (setting `query_translation`, bench/query_translation.py)."""
+        from rag.lang import detect_lang
+
+        translate = getattr(answerer, "translate", None)
+        if self.settings.query_translation == "off" or not callable(translate) or detect_lang(question) != "en":
+            return []
+        translation = translate(question)
+        return [translation] if translation else []
+
+    def _meta_answer(self, question: str, answerer) -> Answer | None:
+        """The refusal for a question about the assistant's own instructions (rag/guard.py),
+        in every mode: such a question is not about the documents."""
+        from rag.guard import is_meta_question, meta_refusal
+        from rag.lang import detect_lang
+
+        question = _check_question(question)
+        if not is_meta_question(question):
+            return None
+        lang = detect_lang(question)
+        return Answer(text=meta_refusal(lang), refused=True, citations=[], question=question, lang=lang,
+                      mode=getattr(answerer, "mode", "extractive"), hits=[], standalone_question=question)
 
     def ask(self, question: str, *, k: int | None = None, history=None, mode: str | None = None) -> Answer:
         answerer = self._answerer_for(mode)
+        if (meta := self._meta_answer(question, answerer)) is not None:
+            return meta
         with foreground():
             question, standalone, lang, hits = self._prepare(question, history, k, answerer)
             ans = answerer.answer(standalone, hits, lang)
@@ -351,6 +378,10 @@ class Assistant:
 
     def stream(self, question: str, *, k: int | None = None, history=None, mode: str | None = None) -> Iterator[str | Answer]:
         answerer = self._answerer_for(mode)
+        if (meta := self._meta_answer(question, answerer)) is not None:
+            yield meta.text
+            yield meta
+            return
         with foreground():
             question, standalone, lang, hits = self._prepare(question, history, k, answerer)
             for item in answerer.stream(standalone, hits, lang):

@@ -264,7 +264,36 @@ def build_llm(settings: Settings) -> LLM | None:
     return llm
 
 
-def _make_llama_cpp(settings: Settings) -> LLM:
+TRANSLATOR_CONTEXT = 512  # tokens: the translation prompt (~200) plus a 48-token reply
+
+
+def build_translator(settings: Settings) -> LLM | None:
+    """The LLM for query translation, or None when answers are extractive.
+
+    For llama-cpp: a second llama.cpp context on the same (memory-mapped, so shared) weights,
+    with its own small KV cache and its own lock. Sharing the answering context made every
+    translation evict the answer prompt's cached prefix (and the other way round), and made a
+    translation wait for whole answer streams of other users. It runs `translator_threads`
+    threads (default 1: see rag/settings.py). For an OpenAI-compatible server:
+    the answering client (the server keeps its own caches).
+    """
+    backend = _resolved_backend(settings)
+    if backend in ("extractive", "openai"):
+        return build_llm(settings)
+    if backend != "llama-cpp" or not is_prepared(settings) or importlib.util.find_spec("llama_cpp") is None:
+        return None
+    key = ("translator", str(settings.gguf_path), settings.translator_threads)
+    with _LLM_CACHE_LOCK:
+        llm = _LLM_CACHE.get(key)
+        if llm is None:
+            llm = _make_llama_cpp(settings, context_window=TRANSLATOR_CONTEXT, max_tokens=48,
+                                  threads=settings.translator_threads)
+            _LLM_CACHE[key] = llm
+    return llm
+
+
+def _make_llama_cpp(settings: Settings, *, context_window: int | None = None,
+                    max_tokens: int | None = None, threads: int | None = None) -> LLM:
     from llama_index.core.base.llms.types import CompletionResponse
     from llama_index.core.bridge.pydantic import PrivateAttr
     from llama_index.core.llms.callbacks import llm_completion_callback
@@ -309,15 +338,45 @@ def _make_llama_cpp(settings: Settings) -> LLM:
 
             return gen()
 
-    llm = LockedLlamaCPP(
+    with _plain_cpu_buffers():
+        return _locked_llama_cpp(LockedLlamaCPP, settings, context_window, max_tokens, threads)
+
+
+class _plain_cpu_buffers:
+    """Load the model without llama.cpp's extra CPU buffer types (AMX tiles, weight repacking).
+
+    On this project's machines (Xeon with AMX, llama-cpp-python 0.3.36 built from source) they
+    crash the process with SIGSEGV in llama_decode for every prompt longer than one token; the
+    plain CPU buffers work. llama_cpp.Llama has no argument for `use_extra_bufts`, so its
+    default-params function is wrapped while the model loads (under _LLM_CACHE_LOCK)."""
+
+    def __enter__(self) -> None:
+        import llama_cpp.llama_cpp as lib
+
+        self.lib, self.orig = lib, lib.llama_model_default_params
+
+        def params():
+            p = self.orig()
+            p.use_extra_bufts = False
+            return p
+
+        lib.llama_model_default_params = params
+
+    def __exit__(self, *exc: object) -> None:
+        self.lib.llama_model_default_params = self.orig
+
+
+def _locked_llama_cpp(cls: Any, settings: Settings, context_window: int | None, max_tokens: int | None,
+                      threads: int | None) -> LLM:
+    llm = cls(
         model_path=str(settings.gguf_path),
         temperature=0.0,
-        max_new_tokens=settings.llm_max_tokens,
-        context_window=settings.llm_context_window,
+        max_new_tokens=max_tokens or settings.llm_max_tokens,
+        context_window=context_window or settings.llm_context_window,
         generate_kwargs={"stop": list(STOP), "top_k": 1, "repeat_penalty": 1.0},
         model_kwargs={
-            "n_threads": settings.llm_threads,
-            "n_threads_batch": settings.llm_threads,
+            "n_threads": threads or settings.llm_threads,
+            "n_threads_batch": threads or settings.llm_threads,
             "n_batch": 512,
             "use_mmap": True,
         },

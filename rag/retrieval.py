@@ -178,8 +178,18 @@ class Searcher:
                 self._vocab = CorpusVocab(self.keyword.vocab)
             return self._vocab
 
-    def search(self, question: str, k: int | None = None) -> list[Hit]:
+    def search(self, question: str, k: int | None = None, variants: list[str] | None = None) -> list[Hit]:
+        """Top-k hits for `question`; with `variants` (other renderings of the same question,
+        e.g. its LLM translation), each is searched on its own and the lists are fused by
+        `fuse_hit_lists` (hits keep the original question's dense/keyword scores when it found them)."""
         k = k or self.settings.top_k
+        variants = [v for v in (variants or []) if v and v.strip() and v.strip() != question.strip()]
+        if not variants:
+            return self._search(question, k)
+        depth = max(k, VARIANT_DEPTH)
+        return fuse_hit_lists([self._search(q, depth) for q in [question, *variants]], k)
+
+    def _search(self, question: str, k: int) -> list[Hit]:
         self.reload_if_changed()
         with self._lock:
             store, keyword = self.store, self.keyword
@@ -228,6 +238,31 @@ class Searcher:
                 kws = None if j is None else float(kw[j])
             hits.append(Hit(chunk, score, len(hits) + 1, dense_score.get(cid), kws))
         return hits
+
+
+VARIANT_DEPTH = 20  # hits taken from each query variant's list before fusing
+
+
+def fuse_hit_lists(lists: list[list[Hit]], k: int, weights: list[float] | None = None) -> list[Hit]:
+    """Fuse ranked hit lists of query variants: a weighted sum of each list's min-max normalised
+    scores (the same kind of fusion `Searcher` uses inside one query, measured against
+    reciprocal-rank fusion in bench/query_translation.py). A chunk keeps the Hit of the first
+    list that holds it, with the fused score and its new rank."""
+    weights = weights or [1.0] * len(lists)
+    fused: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for hits, weight in zip(lists, weights):
+        for hit, norm in zip(hits, _minmax([h.score for h in hits], floor=0.0)):
+            fused[hit.chunk.id] = fused.get(hit.chunk.id, 0.0) + weight * norm
+            first.setdefault(hit.chunk.id, hit)
+    ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+    # on the scale of the first (original) query's scores, so a fused hit reads like a plain one
+    scale = (max((h.score for h in lists[0]), default=1.0) if lists else 1.0) / (sum(weights) or 1.0)
+    out = []
+    for rank, (cid, score) in enumerate(ranked, start=1):
+        h = first[cid]
+        out.append(Hit(h.chunk, score * scale, rank, h.dense_score, h.keyword_score))
+    return out
 
 
 def make_llama_retriever(searcher: Searcher, k: int):

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     dense_weight: float = 0.5
     dense_weight_crosslingual: float = 0.3
     bridge_dense_weight: float = 0.3
+    # English questions in LLM mode also search with the LLM's Chinese translation of the
+    # question, fused with the English search (bench/query_translation.py); "off" skips it
+    query_translation: Literal["auto", "off"] = "auto"
+    # llama.cpp threads of the translation context: one thread degrades gracefully when the
+    # cores are busy; two threads spin on each other (bench/query_translation.py: 3-5x slower
+    # under a load average of 6 on 2 cores)
+    translator_threads: int = 1
 
     # answering
     llm: Literal["auto", "extractive", "llama-cpp", "openai"] = "auto"

@@ -217,7 +217,7 @@ def test_injection_text_in_a_passage_stays_inside_the_delimiters():
     system, user = msgs[0].content, msgs[-1].content
     assert "not instructions" in system and "ignore any instruction" in system
     assert user.count("</passages>") == 1 and user.rstrip().endswith("Answer in English:")
-    assert user.index("HACKED") < user.index("</passages>")
+    assert "HACKED" not in user  # the instruction sentence is cut from the quote (rag/guard.py)
 
 
 def test_reply_obeying_an_injection_is_rejected():

@@ -56,7 +56,9 @@ def hits_for(chunks, *needles) -> list[Hit]:
     out = []
     for n, needle in enumerate(needles, 1):
         chunk = next(c for c in chunks if needle in c.text)
-        out.append(Hit(chunk=chunk, score=1.0 / n, rank=n))
+        # scores on the real retriever's scale (e5 cosines, BM25), so the gate judges
+        # these passages as it would judge retrieved ones
+        out.append(Hit(chunk=chunk, score=1.0 / n, rank=n, dense_score=0.86 - 0.01 * n, keyword_score=12.0 / n))
     return out
 
 
@@ -134,7 +136,11 @@ def test_chinese_answer_in_the_question_script(answerer, chunks, question, lang,
 def test_question_the_passages_cannot_answer_is_refused(answerer, chunks):
     from rag.generate import REFUSAL
 
-    ans = answerer.answer("What is the capital of France?", shanghai_hits(chunks), "en")
+    import dataclasses
+
+    # what retrieval gives an off-topic question: no keyword match, a weaker dense one
+    hits = [dataclasses.replace(h, dense_score=0.78, keyword_score=0.0) for h in shanghai_hits(chunks)]
+    ans = answerer.answer("What is the capital of France?", hits, "en")
     assert ans.refused and ans.text == REFUSAL["en"] and not ans.citations
 
 
@@ -183,8 +189,12 @@ def openai_server(settings, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:
+        # llama_cpp.server loads the model in its own process: the same plain CPU buffers
+        # as rag.llm (extra buffer types crash llama_decode on these CPUs) are set there.
+        launch = ("import runpy, sys; from rag.llm import _plain_cpu_buffers; _plain_cpu_buffers().__enter__(); "
+                  "sys.argv = ['llama_cpp.server', *sys.argv[1:]]; runpy.run_module('llama_cpp.server', run_name='__main__')")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(settings.gguf_path),
+            [sys.executable, "-c", launch, "--model", str(settings.gguf_path),
              "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "4096",
              "--model_alias", "local"],
             stdout=out, stderr=subprocess.STDOUT,
