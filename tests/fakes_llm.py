@@ -107,10 +107,13 @@ class FakeExtractive:
 
 
 def hit(text: str, n: int, start: int = 0) -> Hit:
+    # scores on the real retriever's scale (e5 cosines, BM25), as the gate sees retrieved passages
     return Hit(
         chunk=Chunk(id=f"c{n}", source="doc.txt", text=text, start=start, end=start + len(text)),
         score=1.0 / n,
         rank=n,
+        dense_score=0.86 - 0.01 * n,
+        keyword_score=12.0 / n,
     )
 
 

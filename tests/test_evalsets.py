@@ -118,7 +118,7 @@ def test_run_sets_tables_combined_row_and_one_index_per_corpus(two_corpora, fake
     # zh and zh2 share one index: two corpora -> two cache entries, each chunk embedded once
     assert len([d for d in (base / "cache").iterdir() if d.is_dir()]) == 2
     first = fake_embedder.passages_embedded
-    chunks = sum(len(open_set_assistant(s, settings, base / "cache", embedder=fake_embedder).searcher.chunks)
+    chunks = sum(len(open_set_assistant(s, settings, base / "cache", embedder=fake_embedder).searcher.keyword)
                  for s in sets[:2])
     assert first == chunks
     # a second run over the cache embeds nothing (incremental indexing)
@@ -135,7 +135,7 @@ def test_changed_corpus_gets_a_new_index(two_corpora, fake_embedder):
     _write(other.corpus / "b.txt", "新文件\n\n这是另一篇文章。\n")
     b = open_set_assistant(other, settings, base / "cache", embedder=fake_embedder)
     assert a.settings.index_dir != b.settings.index_dir
-    assert {c.source for c in b.searcher.chunks} == {"a.txt", "b.txt"}
+    assert set(b.searcher.keyword.source_counts()) == {"a.txt", "b.txt"}
 
 
 def test_empty_corpus_is_a_user_error(tmp_path, fake_embedder):
