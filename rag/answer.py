@@ -6,7 +6,6 @@ Chinese output follows the question's script.
 """
 from __future__ import annotations
 
-import re
 from typing import Iterator
 
 from rag.chunking import split_sentences

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from rag.text import CJK
 from rag.text import CJK_RE as _CJK_RE

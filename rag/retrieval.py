@@ -13,8 +13,6 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
 from rag.lang import detect_lang, to_simplified
 from rag.settings import Settings
 from rag.store import ChunkStore
