@@ -69,18 +69,13 @@ class ExtractiveAnswerer:
                 kind = 0.3 if has_kind(q.kind, text, a, b) else 0.0
                 names = sum(any(x in to_simplified(text[a:b]).lower() for x in alts) for alts in q.names)
                 score = cover + kind + 0.1 * names + 0.1 / (order[hi] + 1)
-                scored.append((score, hi, a, b, names))
+                scored.append((score, hi, a, b))
         scored.sort(key=lambda s: -s[0])
         picked: list[tuple[int, int, int]] = []
         first_english = False
-        first_names = 0
-        for score, hi, a, b, names in scored:
+        for score, hi, a, b in scored:
             if picked and (score <= 0.15 or score < 0.5 * scored[0][0]):
                 break  # a second sentence only when it is nearly as relevant
-            if picked and names < first_names:
-                continue  # nor when it names less of what the question names than the first
-            if not picked:
-                first_names = names
             if picked and first_english and CJK_RE.search(hits[hi].chunk.text[a:b]):
                 continue  # an answer found in the asker's language is not padded with another's
             if not picked:

@@ -3,7 +3,7 @@ citations, language and script, refusal, streaming, prompt construction."""
 from __future__ import annotations
 
 import pytest
-from fakes_llm import SHANGHAI, BrokenLLM, FakeExtractive, ScriptedLLM, article_hits, hit
+from fakes_llm import SHANGHAI, WENZHOU, BrokenLLM, FakeExtractive, ScriptedLLM, article_hits, hit
 
 from rag.generate import (
     NO_ANSWER,
@@ -277,31 +277,37 @@ def _real_extractive():
     return ExtractiveAnswerer()
 
 
+def _one_evidence_hits():
+    """Passages of which only the first answers the Shanghai question (article_hits() also
+    has the State Council's August document, which the picker may quote second)."""
+    return [hit(SHANGHAI, 1, 100), hit(WENZHOU, 2, 300)]
+
+
 def test_english_answer_is_followed_by_the_evidence_sentence_translated():
     first = "In August, Shanghai released the Implementation Plan for Accelerating AI+ Manufacturing [1]."
     translated = ("In August, Shanghai launched the AI+ Manufacturing Implementation Plan, which aims to "
                   "bring intelligent applications to 3,000 manufacturing enterprises.")
     llm = ScriptedLLM([first, translated])
-    deltas, finals, _ = run_stream(LLMAnswerer(llm, _real_extractive()), Q_EN, article_hits(), "en")
+    deltas, finals, _ = run_stream(LLMAnswerer(llm, _real_extractive()), Q_EN, _one_evidence_hits(), "en")
     expected = f"{first}{QUOTE_LEAD}{translated} [1]"
     assert finals[0].text == expected
     assert "".join(deltas) == expected  # what was streamed is the final text
     assert [c.n for c in finals[0].citations] == [1] and finals[0].citations[0].chunk_id == "c1"
     # the model read only the evidence sentence (simplified), the translation call only that sentence
-    assert "3000家" in llm.prompts[0] and "国务院" not in llm.prompts[0].split("<passages>")[-1]
+    assert "3000家" in llm.prompts[0] and "温州" not in llm.prompts[0].split("<passages>")[-1]
     # the translation is a follow-up turn of the same chat (llama.cpp keeps the prefix cached)
     assert llm.prompts[1].startswith(llm.prompts[0].rsplit("assistant", 1)[0])
     follow = llm.prompts[1][len(llm.prompts[0]):]
     assert "translate this text from passage [1]" in follow and "3000家" in follow and first in follow
     # a translation that invents a number is dropped, the checked answer stays
     llm = ScriptedLLM([first, "It targets 7,777 firms."])
-    assert LLMAnswerer(llm, _real_extractive()).answer(Q_EN, article_hits(), "en").text == first
+    assert LLMAnswerer(llm, _real_extractive()).answer(Q_EN, _one_evidence_hits(), "en").text == first
 
 
 def test_model_refusal_despite_evidence_gives_the_evidence_translated():
     translated = "In August, Shanghai launched a plan to bring AI to 3,000 manufacturers."
     llm = ScriptedLLM([NO_ANSWER, translated])
-    ans = LLMAnswerer(llm, _real_extractive()).answer(Q_EN, article_hits(), "en")
+    ans = LLMAnswerer(llm, _real_extractive()).answer(Q_EN, _one_evidence_hits(), "en")
     assert not ans.refused and ans.text == translated + " [1]"
     assert "translated" in ans.notice
     # Chinese: the extractive answer, in the question's language
