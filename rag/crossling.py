@@ -294,6 +294,16 @@ def _build_index(path: str) -> _Index:
     rank_of = [1.0 / (1.0 + 0.12 * i) for i in range(_MAX_SENSES)]
     skip, rare_rx, leading, sense_stop = _SKIP_PREFIXES, _RARE_RX, _LEADING, _SENSE_STOP
 
+    def entry_id(simp: str) -> int:
+        """The id of a headword (readings of one headword share it), made on first use."""
+        eid = seen_simp.get(simp, -1)
+        if eid < 0:
+            eid = len(simp_list)
+            seen_simp[simp] = eid
+            simp_list.append(simp)
+            prior_list.append(0.0)
+        return eid
+
     for simp, pinyin, defs in _ENTRY_RX.findall(text):
         f = freq.get(simp, 0)
         proper = pinyin[:1].isupper()
@@ -330,12 +340,7 @@ def _build_index(path: str) -> _Index:
             if not words or len(words) > _MAX_NGRAM:
                 continue
             if eid < 0:
-                eid = seen_simp.get(simp, -1)
-                if eid < 0:
-                    eid = len(simp_list)
-                    seen_simp[simp] = eid
-                    simp_list.append(simp)
-                    prior_list.append(0.0)
+                eid = entry_id(simp)
             phrase[" ".join(words)].append((eid, rank))
             if len(words) < 2:
                 continue
@@ -355,12 +360,7 @@ def _build_index(path: str) -> _Index:
         spelled = latin_key(re.sub(r"\d", "", pinyin)) if proper and len(simp) >= 2 else ""
         if len(spelled) >= 4:
             if eid < 0:
-                eid = seen_simp.get(simp, -1)
-                if eid < 0:
-                    eid = len(simp_list)
-                    seen_simp[simp] = eid
-                    simp_list.append(simp)
-                    prior_list.append(0.0)
+                eid = entry_id(simp)
             phrase[spelled].append((eid, 3.0))
         if eid < 0:
             continue
