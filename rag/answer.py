@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from rag.chunking import split_sentences
-from rag.gate import AnswerabilityGate, Support, has_kind
+from rag.gate import AnswerabilityGate, Question, Support, has_kind, sentence_tokens
 from rag.lang import to_script, to_simplified
-from rag.retrieval import tokenize
 from rag.text import CJK_RE
 from rag.types import Answer, Citation, Hit
 
@@ -44,13 +42,15 @@ class ExtractiveAnswerer:
         """The gate's verdict (rag/gate.py): answerable or not, and which passages answer."""
         return self.gate.check(question, hits)
 
-    def pick_spans(self, question: str, hits: list[Hit], allowed: list[int]) -> list[tuple[int, int, int]]:
+    def pick_spans(self, question: str, hits: list[Hit], allowed: list[int],
+                   q: Question | None = None) -> list[tuple[int, int, int]]:
         """(hit index, start, end) of the sentences that answer, from the passages the gate
         passed (`allowed`, best first): the sentence that covers most of the question and
         holds the kind of thing it asks for (a number, a date, a name) leads; a second one
         only when it is nearly as good. Document order within a passage. The LLM answerer
-        builds its passages around these."""
-        q = self.gate.question(question)
+        builds its passages around these. `q`: the gate's reading of the question
+        (`Support.question`), so it is not read twice."""
+        q = q or self.gate.question(question)
         total = sum(q.weights) or 1.0
         order = {hi: n for n, hi in enumerate(allowed)}
         scored = []
@@ -58,8 +58,7 @@ class ExtractiveAnswerer:
             if not 0 <= hi < len(hits):
                 continue
             text = hits[hi].chunk.text
-            spans = split_sentences(text)
-            sent_toks = [set(tokenize(text[a:b])) for a, b in spans]
+            spans, sent_toks = zip(*sentence_tokens(text)) if text else ((), ())
             # A term in every sentence of the passage (its subject, often replaced by a
             # pronoun where the answer is) does not tell the sentences apart; a term in
             # one sentence does.
@@ -87,15 +86,16 @@ class ExtractiveAnswerer:
         rest = sorted(picked[1:])
         return first + rest
 
-    def _pick_sentences(self, question: str, hits: list[Hit], allowed: list[int]) -> list[tuple[int, str]]:
+    def _pick_sentences(self, question: str, hits: list[Hit], sup: Support) -> list[tuple[int, str]]:
         """(hit index, sentence) pairs of `pick_spans`."""
-        return [(hi, hits[hi].chunk.text[a:b]) for hi, a, b in self.pick_spans(question, hits, allowed)]
+        spans = self.pick_spans(question, hits, sup.passing, sup.question)
+        return [(hi, hits[hi].chunk.text[a:b]) for hi, a, b in spans]
 
     def answer(self, question: str, hits: list[Hit], lang: str) -> Answer:
         sup = self.support(question, hits)
         if not sup.answerable:
             return Answer(refusal_text(lang), True, [], question, lang=lang, mode=self.mode, hits=hits)
-        picked = self._pick_sentences(question, hits, sup.passing)
+        picked = self._pick_sentences(question, hits, sup)
         numbers: dict[int, int] = {}
         citations: list[Citation] = []
         parts = []

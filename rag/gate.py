@@ -137,6 +137,16 @@ class Support:
     scores: list[float] = field(default_factory=list)  # one per looked-at hit
     kind: str | None = None
     reason: str = ""
+    question: Question | None = None  # what the gate read off the question (the span picker reuses it)
+
+
+@lru_cache(maxsize=4096)
+def sentence_tokens(text: str) -> tuple[tuple[tuple[int, int], frozenset[str]], ...]:
+    """Each sentence span of a passage with its search tokens. Cached: the gate and the
+    span picker read the same passages for one question."""
+    from rag.retrieval import tokenize
+
+    return tuple(((a, b), frozenset(tokenize(text[a:b]))) for a, b in split_sentences(text))
 
 
 class AnswerabilityGate:
@@ -209,8 +219,8 @@ class AnswerabilityGate:
             return sum(w for g, w in zip(q.groups, q.weights) if any(t in tokens for t in g)) / total
 
         best_cov, best_span = 0.0, (0, 0)
-        for a, b in split_sentences(h.chunk.text):
-            c = coverage(set(tokenize(h.chunk.text[a:b])))
+        for (a, b), sent in sentence_tokens(h.chunk.text):
+            c = coverage(sent)
             if c > best_cov:
                 best_cov, best_span = c, (a, b)
         dense = [x.dense_score for x in hits[:TOP_PASSAGES] if x.dense_score is not None]
@@ -258,7 +268,7 @@ class AnswerabilityGate:
         passing = sorted((i for i, s in enumerate(scores) if s >= threshold), key=lambda i: -scores[i])
         best = max(scores)
         reason = "" if passing else f"no passage scores above {threshold:.2f} (best {best:.2f})"
-        return Support(bool(passing), best, passing, scores, q.kind, reason)
+        return Support(bool(passing), best, passing, scores, q.kind, reason, q)
 
 
 def load_model(path: Path = MODEL_FILE) -> dict:
