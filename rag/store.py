@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from rag.priority import checkpoint
 from rag.types import Chunk, UserError
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,14 @@ def _atomic_write(path: Path, data: str) -> None:
         os.close(dir_fd)
 
 
+# Chroma keeps its embedded clients in a class-level dict, registered before they are
+# started and without a lock: two threads opening the same folder at once (two requests
+# after a reload) got a half-started client ("'RustBindingsAPI' object has no attribute
+# 'bindings'", or a KeyError when forget_open_clients ran meanwhile). Opening and
+# forgetting clients take this lock.
+_CLIENTS_LOCK = threading.RLock()
+
+
 def _client(path: Path, url: str = ""):
     """The embedded client on the build folder, or an HTTP client when a Chroma server URL is set."""
     import chromadb
@@ -52,7 +62,8 @@ def _client(path: Path, url: str = ""):
 
     settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if not url:
-        return chromadb.PersistentClient(path=str(_writable(path)), settings=settings)
+        with _CLIENTS_LOCK:
+            return chromadb.PersistentClient(path=str(_writable(path)), settings=settings)
     u = urlparse(url)
     if u.scheme not in ("http", "https") or not u.hostname:
         raise UserError(f"RAG_CHROMA_URL must look like http://HOST:PORT, not {url!r}")
@@ -87,7 +98,8 @@ def forget_open_clients() -> None:
     cached. Stores already open keep working; later opens read afresh."""
     from chromadb.api.shared_system_client import SharedSystemClient
 
-    SharedSystemClient.clear_system_cache()
+    with _CLIENTS_LOCK:
+        SharedSystemClient.clear_system_cache()
 
 
 def collection_name(build_dir: Path, url: str) -> str:
@@ -161,16 +173,20 @@ class ChunkStore:
     @property
     def client(self):
         if self._client is None:
-            self._client = _client(self.build_dir / "chroma", self.chroma_url)
+            with _CLIENTS_LOCK:
+                if self._client is None:
+                    self._client = _client(self.build_dir / "chroma", self.chroma_url)
         return self._client
 
     @property
     def collection(self):
         if self._collection is None:
-            meta = {"hnsw:space": "cosine", "embed_model": self.manifest.embed_model, "dim": self.manifest.dim}
-            self._collection = self.client.get_or_create_collection(
-                self.manifest.collection, metadata=meta, embedding_function=None
-            )
+            with _CLIENTS_LOCK:
+                if self._collection is None:
+                    meta = {"hnsw:space": "cosine", "embed_model": self.manifest.embed_model, "dim": self.manifest.dim}
+                    self._collection = self.client.get_or_create_collection(
+                        self.manifest.collection, metadata=meta, embedding_function=None
+                    )
         return self._collection
 
     # ---- opening -------------------------------------------------------
@@ -258,6 +274,7 @@ class ChunkStore:
                 documents=[c.text for c in part],
                 metadatas=[_meta(c, file_sha.get(c.source, "")) for c in part],
             )
+            checkpoint()
 
     def update_metadata(self, chunks: list[Chunk], file_sha: dict[str, str]) -> None:
         """New offsets/ordinal/heading for chunks whose text (and id) did not change."""
@@ -266,11 +283,13 @@ class ChunkStore:
             part = chunks[i : i + step]
             self.collection.update(ids=[c.id for c in part],
                                    metadatas=[_meta(c, file_sha.get(c.source, "")) for c in part])
+            checkpoint()
 
     def delete(self, ids: list[str]) -> None:
         step = min(500, self.page_size)
         for i in range(0, len(ids), step):
             self.collection.delete(ids=ids[i : i + step])
+            checkpoint()
 
     def save_manifest(self, files: dict[str, Any], keyword: str | None = None, chunks: int | None = None) -> None:
         """Write the manifest atomically: this is the commit point of an index run."""

@@ -514,3 +514,35 @@ def test_only_our_own_host_names_are_served(real):
             assert httpx.get(url + "/", headers={"Host": host}, timeout=30).status_code == 400
     with live_server(create_app(real, real.settings.model_copy(update={"allowed_hosts": "*"}))) as url:
         assert httpx.get(url + "/api/status", headers={"Host": "anything.example"}, timeout=30).status_code == 200
+
+
+def test_concurrent_opens_of_one_index_never_see_a_half_started_chroma_client(workdir, fake_embedder):
+    """Requests right after a reload open the new build's client from several threads at
+    once; Chroma registers a client before starting it, without a lock."""
+    import threading
+
+    from rag.settings import Settings
+    from rag.store import ChunkStore, forget_open_clients
+    from rag.assistant import Assistant
+
+    s = Settings(seeds_dir=workdir / "seeds", index_dir=workdir / "index", llm="extractive")
+    Assistant(s, fake_embedder).index()
+    errors: list[BaseException] = []
+
+    def count(barrier):
+        try:
+            barrier.wait()
+            ChunkStore.open(s.index_dir, fake_embedder.name).collection.count()
+        except BaseException as exc:  # collected, asserted below
+            errors.append(exc)
+
+    for _ in range(15):
+        forget_open_clients()
+        barrier = threading.Barrier(6)
+        threads = [threading.Thread(target=count, args=(barrier,)) for _ in range(5)]
+        threads.append(threading.Thread(target=lambda: (barrier.wait(), forget_open_clients())))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
