@@ -3,6 +3,7 @@
     python bench/upload_under_load.py                    # real embedding model, ~9.9 MB upload
     python bench/upload_under_load.py --fake-embedder    # hashed-bigram embedder (labelled as such)
     python bench/upload_under_load.py --mb 2 --requests 40
+    python bench/upload_under_load.py --busy-seconds 600 # clients measure the first 10 minutes only
 
 Starts a server on a free loopback port over a temporary copy of the article
 (`rag serve`, or with --fake-embedder the same app around the tests' fake
@@ -144,6 +145,9 @@ def main() -> int:
     ap.add_argument("--mb", type=float, default=9.9, help="size of the uploaded document (the default cap is 10 MiB)")
     ap.add_argument("--requests", type=int, default=60, help="requests per client in the idle phase")
     ap.add_argument("--fake-embedder", action="store_true", help="hashed-bigram embedder instead of the real model")
+    ap.add_argument("--busy-seconds", type=float, default=None,
+                    help="stop the clients this long into the upload (default: when its build is done); "
+                         "the upload still runs to the end and the new document is checked")
     ap.add_argument("--out", default="runs/upload_under_load.json")
     ap.add_argument("--serve-fake", metavar="BASE", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -187,8 +191,14 @@ def main() -> int:
 
         uploader = threading.Thread(target=do_upload)
         uploader.start()
+        busy_started = time.perf_counter()
         busy = phase(url, None, stop)
+        if args.busy_seconds:
+            uploader.join(args.busy_seconds)
+            stop.set()
         uploader.join()
+        busy_seconds = (upload.get("seconds") if not args.busy_seconds
+                        else min(args.busy_seconds, time.perf_counter() - busy_started))
         for t in busy["threads"]:
             t.join()
         import httpx
@@ -201,6 +211,7 @@ def main() -> int:
             "upload_mb": round(doc.stat().st_size / 1e6, 2),
             "upload_seconds": round(upload.get("seconds", 0), 1),
             "upload_message": (upload.get("result") or [None, upload.get("error")])[1],
+            "measured_while_indexing_s": round(busy_seconds or 0, 1),
             "idle": {k: summary(v) for k, v in idle["times"].items()},
             "while_indexing": {k: summary(v) for k, v in busy["times"].items()},
             "errors": idle["errors"] + busy["errors"],

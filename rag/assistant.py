@@ -114,6 +114,7 @@ class Assistant:
         self._next_check = 0.0
         self._reloading = False
         self._indexing = False
+        self._embed_worker = None
         self.extractive = ExtractiveAnswerer()
         self._answerer = None
         self.notice = ""
@@ -166,7 +167,8 @@ class Assistant:
         from rag.indexer import index_folder
 
         def work():
-            report = index_folder(self.settings, self.embedder, rebuild=rebuild, console=console)
+            embedder = self._background_embedder() if low_priority else self.embedder
+            report = index_folder(self.settings, embedder, rebuild=rebuild, console=console)
             self._reload()
             return report
 
@@ -176,6 +178,28 @@ class Assistant:
                 return run_low_priority(work) if low_priority else work()
             finally:
                 self._indexing = False
+
+    def _background_embedder(self):
+        """The embedder for background indexing: the real model runs in a niced worker
+        process (rag/embedworker.py), so that searches embedding their query meanwhile
+        neither wait for its lock nor share its threads. Kept for the next upload; the
+        worker exits by itself when idle. Other embedders (tests' fakes, cheap) run here."""
+        from rag.embedmodel import Embedder
+        from rag.embedworker import EmbedderProcess
+
+        if not isinstance(self.embedder, Embedder):
+            return self.embedder
+        with self._lock:
+            if self._embed_worker is None:
+                self._embed_worker = EmbedderProcess(self.settings, self.embedder)
+            return self._embed_worker
+
+    def close(self) -> None:
+        """Stop helper processes (the background embedding worker)."""
+        with self._lock:
+            worker, self._embed_worker = self._embed_worker, None
+        if worker is not None:
+            worker.close()
 
     def _reload(self) -> None:
         """Point the searcher at the index as it is on disk now (built outside

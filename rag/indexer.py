@@ -20,6 +20,7 @@ from chromadb.errors import ChromaError
 from rag.chunking import chunk_document
 from rag.ingest import check_size, discover, load_document
 from rag.normalize import Mojibake, clean_document
+from rag.priority import checkpoint, is_background
 from rag.settings import Settings
 from rag.keyword_index import KeywordIndex, NewDoc, drop_old, new_folder
 from rag.store import ChunkStore, FileRecord
@@ -163,6 +164,7 @@ def scan(paths: list[Path], root: Path, max_chars: int, records: dict[str, FileR
             out.failed.add(rel)
         finally:
             progress.advance(task)
+            checkpoint()
     out.removed = {src for src in records if src not in seen}
     for src in out.removed:
         records.pop(src, None)
@@ -184,6 +186,7 @@ class _Tokenizer:
     interpreter, nothing forked from this one's threads, no re-import of __main__)."""
 
     PROCESS_MIN = 5000  # chunks; below this a process costs more (start + jieba load) than it saves
+    BACKGROUND_PROCESS_MIN = 500
     SLICE = 2000
 
     def __init__(self, chunks: list[Chunk]):
@@ -192,7 +195,9 @@ class _Tokenizer:
         self.chunks = chunks
         texts = [f"{c.heading} {c.text}" for c in chunks]
         self.proc = self.pool = None
-        if len(texts) >= self.PROCESS_MIN:
+        # in the background (a server's upload) the process is niced and keeps the
+        # GIL free for requests, so it is worth its start-up cost sooner
+        if len(texts) >= (self.BACKGROUND_PROCESS_MIN if is_background() else self.PROCESS_MIN):
             self.proc = TokenizerProcess([texts[i : i + self.SLICE] for i in range(0, len(texts), self.SLICE)])
         else:
             self.pool = ThreadPoolExecutor(1)
@@ -344,6 +349,7 @@ def _embed_and_store(store: ChunkStore, embedder, new: list[Chunk], shas: dict[s
             nonlocal done
             progress.advance(task, n_done - done)
             done = n_done
+            checkpoint()
 
         vectors = embedder.embed_passages([_passage_text(c) for c in batch], batch_callback=on_batch)
         progress.advance(task, len(batch) - done)

@@ -1,7 +1,8 @@
 """Foreground first: while searches or answers are in flight, background work
 (indexing an upload, reloading a build) pauses between small units of work.
 
-Background threads are niced too (rag.assistant.run_low_priority), but most of
+The model's work goes to a niced process (rag/embedworker.py), and so does
+tokenising a large upload (rag/tokenworker.py), but the rest of
 indexing is Python (reading, chunking, tokenising, Chroma calls) and holds the
 GIL, which the OS scheduler cannot prioritise; so the background thread calls
 `checkpoint()` between units of work and waits there, at most MAX_WAIT_S each
@@ -37,6 +38,11 @@ def foreground():
 def mark_background() -> None:
     """Calls to checkpoint() from this thread from now on yield to requests."""
     _local.background = True
+
+
+def is_background() -> bool:
+    """Whether this thread does background work (its helper processes are niced)."""
+    return bool(getattr(_local, "background", False))
 
 
 def checkpoint() -> None:

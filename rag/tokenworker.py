@@ -12,6 +12,11 @@ import threading
 
 
 def main() -> None:
+    import os
+
+    nice = int(os.environ.get("RAG_WORKER_NICE", "0") or 0)
+    if nice:
+        os.nice(nice)  # tokenising an upload must not slow the server's requests
     from rag.retrieval import tokenize
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
@@ -32,8 +37,13 @@ class TokenizerProcess:
         self.n = len(batches)
         self.results: list[list[list[str]]] = []
         self.error: BaseException | None = None
+        import os
+
+        from rag.priority import is_background
+
+        env = dict(os.environ, RAG_WORKER_NICE="19" if is_background() else "0")
         self.proc = subprocess.Popen([sys.executable, "-m", "rag.tokenworker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, env=env)
         self._writer = threading.Thread(target=self._write, args=(batches,), daemon=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._writer.start()
