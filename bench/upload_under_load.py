@@ -233,11 +233,9 @@ def main() -> int:
             print(f"server log kept: {log.name}")
         return 0 if ok else 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        from rag.procs import stop_process
+
+        stop_process(proc)
         log.close()
         for p in (base / "seeds", base / "index", base / "upload"):
             shutil.rmtree(p, ignore_errors=True)

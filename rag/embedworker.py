@@ -25,6 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rag.procs import stop_process
+
 log = logging.getLogger(__name__)
 
 IDLE_S = 300.0  # the worker exits after this long without work (its model costs ~0.5 GB of RAM)
@@ -123,16 +125,7 @@ class EmbedderProcess:
 
     @staticmethod
     def _stop(proc: subprocess.Popen) -> None:
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10, terminate=False)  # the worker leaves at EOF
 
     def close(self) -> None:
         with self._lock:

@@ -99,11 +99,9 @@ def chroma_server(tmp_path_factory):
                 pytest.fail(f"chroma run did not start: see {log.name}")
             time.sleep(0.2)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    from rag.procs import stop_process
+
+    stop_process(proc)
     log.close()
 
 

@@ -216,12 +216,9 @@ def openai_server(settings, tmp_path_factory):
             time.sleep(0.5)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        from rag.procs import stop_process
+
+        stop_process(proc)
 
 
 def test_openai_backend_against_a_real_local_server(openai_server, chunks, tmp_path):
