@@ -196,6 +196,9 @@ def main() -> int:
         if args.busy_seconds:
             uploader.join(args.busy_seconds)
             stop.set()
+        for t in busy["threads"]:
+            t.join()
+        print("while indexing:", {k: summary(v) for k, v in busy["times"].items()}, flush=True)
         uploader.join()
         busy_seconds = (upload.get("seconds") if not args.busy_seconds
                         else min(args.busy_seconds, time.perf_counter() - busy_started))
