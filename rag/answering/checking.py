@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag.answering.prompts import NO_ANSWER, REFUSAL, SYSTEM, TRANSLATE_SYSTEM
+from rag.answering.prompts import NO_ANSWER, REFUSAL, REFUSAL_PHRASES, SYSTEM, TRANSLATE_SYSTEM
 from rag.guard import leaks_prompt
 from rag.lang import known_lang, to_script
 from rag.text import cjk_count, is_cjk, stopwords
@@ -23,13 +23,6 @@ _CITE_RE = re.compile(
 )
 _NUM_RE = re.compile(r"\d(?:[\d,，]*\d)?(?:\.\d+)?")
 _LATIN_RE = re.compile(r"[A-Za-z][A-Za-z'\-]*")
-_REFUSAL_PHRASES = (
-    "do not contain", "does not contain", "don't contain", "doesn't contain", "do not mention",
-    "does not mention", "not mentioned", "no information", "not provided", "do not provide",
-    "does not provide", "cannot answer", "can't answer", "not specified", "do not specify",
-    "does not specify", "没有提到", "未提及", "没有提及", "没有相关", "无法回答", "沒有提到", "未提到",
-    "沒有相關", "無法回答", "没有给出", "沒有給出", "没有说明", "沒有說明", "不包含", "没有包含", "沒有包含",
-)
 
 
 def normalize_citations(text: str) -> str:
@@ -196,7 +189,7 @@ def is_refusal(text: str) -> bool:
     if NO_ANSWER in text and not cited_numbers(normalize_citations(text)):
         return True
     low = text.lower()
-    return not cited_numbers(normalize_citations(text)) and any(p in low for p in _REFUSAL_PHRASES)
+    return not cited_numbers(normalize_citations(text)) and any(p in low for p in REFUSAL_PHRASES)
 
 
 def check_answer(text: str, hits: Sequence[Hit], question: str, lang: str,
@@ -265,6 +258,8 @@ def missing_quantities(answer: str, passage: str) -> bool:
         return False
     return bool(_QTY_RE.search(_DATE_NUM_RE.sub(" ", passage)))
 
+
+# Chinese magnitudes (also read by passages.english_magnitudes)
 MAGNITUDE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(万亿|萬億|亿|億|万|萬)")
 MAGNITUDE = {"万亿": 10**12, "萬億": 10**12, "亿": 10**8, "億": 10**8, "万": 10**4, "萬": 10**4}
 

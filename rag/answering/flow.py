@@ -60,9 +60,13 @@ from rag.answering.passages import MAX_PASSAGES, build_messages, passage_for, pa
 from rag.answering.prompts import (
     ADD_NUMBERS,
     NO_ANSWER,
+    NOTICE_ANSWERING_IN,
     NOTICE_FALLBACK,
+    NOTICE_LLM_LOAD_FAILED,
+    NOTICE_NO_LLM,
     NOTICE_TRANSLATED,
     QUOTE_LEAD,
+    REASON_LLM_ERROR,
     REFUSAL,
     TRANSLATE_FOLLOW,
     reason_text,
@@ -254,7 +258,7 @@ class LLMAnswerer:
         except UserError:
             raise
         except Exception as exc:  # the backend failed (server down, model error): stay useful
-            final = self._fallback(question, hits, lang, f"LLM error: {type(exc).__name__}: {exc}",
+            final = self._fallback(question, hits, lang, REASON_LLM_ERROR.format(error=f"{type(exc).__name__}: {exc}"),
                                    raw_reason=True, safe=safe)
         timing.fallback = True
         yield from out.emit(final.text, only_if_nothing_shown=True)
@@ -420,12 +424,12 @@ def make_answerer(settings: Settings, extractive: ExtractiveAnswerer) -> tuple[A
     try:
         llm = build_llm(settings)
     except UserError as exc:
-        return extractive, f"answering in extractive mode: {exc}"
+        return extractive, NOTICE_NO_LLM.format(why=exc)
     except Exception as exc:  # a broken llama-cpp build must not stop the assistant
-        return extractive, f"answering in extractive mode: LLM failed to load ({type(exc).__name__}: {exc})"
+        return extractive, NOTICE_NO_LLM.format(why=NOTICE_LLM_LOAD_FAILED.format(error=f"{type(exc).__name__}: {exc}"))
     if llm is None:
         _, status = llm_status(settings)
-        return extractive, f"answering in {status}"
+        return extractive, NOTICE_ANSWERING_IN.format(status=status)
     from rag.llm import build_translator
 
     return LLMAnswerer(llm, extractive, max_tokens=min(settings.llm_max_tokens, 200),

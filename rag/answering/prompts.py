@@ -135,6 +135,11 @@ TRANSLATE_FOLLOW = ("Now translate this text from passage [{n}] into English, co
 QUOTE_LEAD = "\n\nThe passage, translated: "
 NOTICE_FALLBACK = "LLM answer rejected ({reason}); showing the extractive answer"
 NOTICE_TRANSLATED = "LLM answer rejected ({reason}); showing the evidence sentence, translated"
+REASON_LLM_ERROR = "LLM error: {error}"  # the backend failed; shown in NOTICE_FALLBACK
+# make_answerer: why answers come from the extractive answerer (shown once by the CLI/UI)
+NOTICE_NO_LLM = "answering in extractive mode: {why}"
+NOTICE_LLM_LOAD_FAILED = "LLM failed to load ({error})"
+NOTICE_ANSWERING_IN = "answering in {status}"
 
 # Query translation (translate.py): an English question in Chinese, for retrieval.
 TRANSLATE_SYSTEM = (
@@ -150,6 +155,16 @@ TRANSLATE_EXAMPLES = (
     ("How many tributaries does the Amazon River have?", "亚马逊河有多少条支流？"),
     ("Where was Hans Christian Andersen born?", "安徒生出生在哪里？"),
     ("What did the Toronto city council approve in 2019?", "多伦多市议会在2019年批准了什么？"),
+)
+
+# How the model says the passages do not answer when it forgets NO_ANSWER (a reply with
+# one of these and no citation counts as its refusal).
+REFUSAL_PHRASES = (
+    "do not contain", "does not contain", "don't contain", "doesn't contain", "do not mention",
+    "does not mention", "not mentioned", "no information", "not provided", "do not provide",
+    "does not provide", "cannot answer", "can't answer", "not specified", "do not specify",
+    "does not specify", "没有提到", "未提及", "没有提及", "没有相关", "无法回答", "沒有提到", "未提到",
+    "沒有相關", "無法回答", "没有给出", "沒有給出", "没有说明", "沒有說明", "不包含", "没有包含", "沒有包含",
 )
 
 # Refusals and the extractive answer's lead, shared by both answerers (one wording).
