@@ -8,7 +8,7 @@ does) with the configured backend (RAG_LLM; the LLM must be prepared), after one
 warm-up question that is not counted (model load, prompt cache). Also reports,
 from the same answers, fact accuracy, the share of English questions answered in
 English, refusals, retries and extractive fallbacks. `--translate` also times
-`rag.generate.translate_query` on the English questions (its cost for retrieval).
+`rag.answering.translate_query` on the English questions (its cost for retrieval).
 
 This is a measurement, not a test: it asserts nothing. The machine's load average
 is printed before and after, because other work on the 2 cores skews every number.
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     translate = None
     if args.translate:
-        from rag.generate import translate_query
+        from rag.answering.translate import translate_query
 
         times, outs = [], {}
         for it in items:

@@ -3,7 +3,7 @@
     python bench/citation_check.py runs/final-llm-questions [runs/... ...]
 
 Reads `rag eval` results folders. The LLM answerer gives the model at most
-`rag.generate.MAX_PASSAGES` passages, all from the top 3 retrieved (the gate's
+`rag.answering.passages.MAX_PASSAGES` passages, all from the top 3 retrieved (the gate's
 window), so a citation whose span is not among a row's top-3 retrieved passages
 cites something the model was not given. Prints every such citation and a
 count per folder; exit 1 when there is any.

@@ -18,7 +18,6 @@ strings) as a held-out check.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
 import time
@@ -67,11 +66,11 @@ def sentences() -> list[str]:
 def main(argv: list[str]) -> int:
     verbose = "-v" in argv
     import bm25s
-    import jieba
 
-    jieba.setLogLevel(logging.WARNING)
-    jieba.initialize()
     from rag.crossling import bridge_terms
+    from rag.text import jieba as _jieba
+
+    jieba = _jieba()  # the project's one jieba setup
 
     sents = sentences()
     toks = [[t for t in jieba.lcut(s) if t.strip()] for s in sents]

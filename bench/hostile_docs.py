@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--meta", type=int, default=len(META), help="how many meta questions to ask")
     args = p.parse_args(argv)
 
-    from rag.answer import ExtractiveAnswerer
-    from rag.generate import SYSTEM, LLMAnswerer
+    from rag.answering.extractive import ExtractiveAnswerer
+    from rag.answering.flow import LLMAnswerer
+    from rag.answering.prompts import SYSTEM
     from rag.llm import build_llm
     from rag.settings import Settings
 

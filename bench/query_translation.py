@@ -4,7 +4,7 @@
     RAG_SEEDS_DIR=evals/cmrc-train/corpus RAG_INDEX_DIR=/tmp/xl-index .venv/bin/python -m bench.query_translation \
         --en ../shared/evals/crosslingual/questions.jsonl --zh ../shared/evals/cmrc-train/questions.jsonl
 
-Times `rag.generate.translate_query` on the translator context (`rag.llm.build_translator`) per English
+Times `rag.answering.translate_query` on the translator context (`rag.llm.build_translator`) per English
 question (p50/p95 after a warm-up), and measures retrieval hit@1/hit@3 (a top chunk holds an evidence
 string, `rag.evaluate.supports`) for: (a) the English question as today (dense + CC-CEDICT bridge),
 (b) the translation alone, (c) English + translation fused (`Searcher.search(..., variants=[t])`, and
@@ -60,7 +60,8 @@ def profile(settings, questions: list[str], n: int) -> dict:
     """Old vs new translation on the answering context, and the answer prefix's re-evaluation."""
     from llama_index.core.llms import ChatMessage
 
-    from rag.generate import build_messages, translate_messages, TRANSLATE_STOP
+    from rag.answering.passages import build_messages
+    from rag.answering.translate import TRANSLATE_STOP, translate_messages
     from rag.llm import build_llm
     from tests.fakes_llm import article_hits
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from rag.assistant import Assistant
-    from rag.generate import translate_query
+    from rag.answering.translate import translate_query
     from rag.llm import build_translator
     from rag.settings import Settings
 

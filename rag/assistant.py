@@ -102,7 +102,7 @@ class Assistant:
     yields to requests."""
 
     def __init__(self, settings: Settings, embedder, store=None):
-        from rag.answer import ExtractiveAnswerer
+        from rag.answering.extractive import ExtractiveAnswerer
 
         self.settings = settings
         self.embedder = embedder
@@ -154,7 +154,7 @@ class Assistant:
     def _update_corpus_stats(self) -> None:
         # The gate weighs question terms by the keyword index's own document
         # frequencies and bridges English names through the documents' vocabulary.
-        from rag.gate import AnswerabilityGate
+        from rag.answering.gate import AnswerabilityGate
 
         self.extractive.gate = AnswerabilityGate(self.extractive.gate.model, corpus=self._searcher)
 
@@ -314,7 +314,7 @@ class Assistant:
         if mode == "extractive" or (mode is None and self.settings.llm == "extractive"):
             return self.extractive, ""
         try:
-            from rag.generate import make_answerer
+            from rag.answering.flow import make_answerer
         except ImportError:
             return self.extractive, "LLM support is not installed; answering in extractive mode"
         settings = self.settings

@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rag.text import cjk_count
+from rag.text import cjk_count, posseg
 
 _EN_LEAD = re.compile(
     r"^\s*(?:and\s+what\s+about|and\s+how\s+about|what\s+about|how\s+about|and\s+for|and\s+in|"
@@ -111,12 +111,8 @@ def _en_names(text: str) -> list[tuple[int, int]]:
 
 def _zh_names(text: str) -> list[tuple[int, int]]:
     """Spans of place/person/organisation names (jieba POS ns/nr/nt/nz), in order."""
-    try:
-        import jieba.posseg as pseg
-    except ImportError:  # pragma: no cover - jieba is a core dependency
-        return []
     spans, pos = [], 0
-    for word, flag in pseg.lcut(text):
+    for word, flag in posseg().lcut(text):
         if flag[:2] in ("ns", "nr", "nt", "nz") and len(word) >= 2:
             spans.append((pos, pos + len(word)))
         pos += len(word)

@@ -45,7 +45,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rag.text import CJK_RE, stopwords
+from rag.text import CJK_RE, jieba, stopwords
 
 __all__ = ["bridge_terms", "bridge_groups", "warm", "cedict_path", "CEDICT_PACKAGE"]
 
@@ -266,17 +266,7 @@ def cedict_path() -> str:
 
 
 def _jieba_freq() -> dict[str, int]:
-    try:
-        import jieba
-    except ImportError:  # pragma: no cover - jieba is a project dependency
-        return {}
-    dt = jieba.dt
-    if not dt.initialized:
-        import logging
-
-        jieba.setLogLevel(logging.WARNING)
-        dt.initialize()
-    return dt.FREQ
+    return jieba().dt.FREQ  # the one jieba setup (rag/text.py)
 
 
 def _build_index(path: str) -> _Index:

@@ -12,6 +12,14 @@ from rag.text import CJK_RE as _CJK_RE
 
 _LATIN_WORD_RE = re.compile(r"[A-Za-z]{2,}")
 
+# The languages an answer can be in (prompts and refusals exist for each).
+LANGS = ("en", "zh-Hans", "zh-Hant")
+
+
+def known_lang(lang: str) -> str:
+    """`lang` when it is one of LANGS, else "en" (the answerers' default)."""
+    return lang if lang in LANGS else "en"
+
 
 @lru_cache(maxsize=None)
 def _converter(config: str):

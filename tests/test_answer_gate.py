@@ -1,4 +1,4 @@
-"""The answerability gate (rag/gate.py): question kinds from language facts, the fitted
+"""The answerability gate (rag/answering/gate.py): question kinds from language facts, the fitted
 model file and its reproducibility, decisions on hand-built passages. Fast: no model."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fakes_llm import hit
 
-from rag.gate import FEATURES, MODEL_FILE, AnswerabilityGate, expected_kind, load_model
+from rag.answering.gate import FEATURES, MODEL_FILE, AnswerabilityGate, expected_kind, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = ROOT / "evals" / "gate-rows.json"

@@ -5,20 +5,17 @@ from __future__ import annotations
 import pytest
 from fakes_llm import SHANGHAI, WENZHOU, BrokenLLM, FakeExtractive, ScriptedLLM, article_hits, hit
 
-from rag.generate import (
-    NO_ANSWER,
-    QUOTE_LEAD,
-    REFUSAL,
-    LLMAnswerer,
+from rag.answering.checking import (
     attribute_citations,
-    build_messages,
     check_answer,
     language_ok,
-    make_answerer,
     normalize_citations,
     numbers,
-    translate_query,
 )
+from rag.answering.flow import LLMAnswerer, make_answerer
+from rag.answering.passages import build_messages
+from rag.answering.prompts import NO_ANSWER, QUOTE_LEAD, REFUSAL
+from rag.answering.translate import translate_query
 from rag.types import Answer
 
 Q_EN = "What did Shanghai announce in August?"
@@ -172,8 +169,23 @@ def test_no_hits_refuses_without_calling_the_model():
     assert ans.refused and llm.calls == 0
 
 
+def test_a_gate_error_never_lets_the_model_answer():
+    """The gate runs outside the flow's catch-all for model failures: when it raises, the
+    error reaches the caller (as in extractive mode) and the model is never asked."""
+
+    class BrokenGate(FakeExtractive):
+        def support(self, question, hits):
+            raise RuntimeError("gate model unreadable")
+
+    llm = ScriptedLLM([GOOD_EN, GOOD_EN])
+    extractive = BrokenGate()
+    with pytest.raises(RuntimeError, match="gate model unreadable"):
+        list(LLMAnswerer(llm, extractive).stream(Q_EN, article_hits(), "en"))
+    assert llm.calls == 0 and extractive.calls == 0
+
+
 def test_support_gate_refuses_without_a_model_call_and_orders_passing_passages_first():
-    from rag.gate import Support
+    from rag.answering.gate import Support
 
     def Sup(ok, passing):
         return Support(ok, 0.9 if ok else 0.1, passing)
@@ -228,7 +240,7 @@ def test_reply_obeying_an_injection_is_rejected():
 
 
 def test_at_most_max_passages_are_given_and_trimmed():
-    from rag.generate import MAX_PASSAGES
+    from rag.answering.passages import MAX_PASSAGES
 
     long = "上海推出方案，計劃推動3000家企業。" + "很長的句子" * 200
     hits = [hit(long, i) for i in range(1, 7)]
@@ -272,7 +284,7 @@ def test_translate_query():
 
 
 def _real_extractive():
-    from rag.answer import ExtractiveAnswerer
+    from rag.answering.extractive import ExtractiveAnswerer
 
     return ExtractiveAnswerer()
 
@@ -317,7 +329,7 @@ def test_model_refusal_despite_evidence_gives_the_evidence_translated():
 
 
 def test_english_amounts_must_match_the_passages_magnitude():
-    from rag.generate import amounts
+    from rag.answering.checking import amounts
 
     assert amounts("worth $154 billion, 43.6 billion and 1.2 trillion") == {154 * 10**9, 436 * 10**8, 12 * 10**11}
     assert amounts("1540亿美元，突破百亿元，三千万") == {1540 * 10**8, 100 * 10**8, 3000 * 10**4}
@@ -331,7 +343,7 @@ def test_english_amounts_must_match_the_passages_magnitude():
 
 
 def test_english_passages_carry_names_and_magnitudes_in_english():
-    from rag.generate import english_magnitudes, english_names, passage_for
+    from rag.answering.passages import english_magnitudes, english_names, passage_for
 
     assert english_magnitudes("达到1540亿美元，436亿美元，40.5万亿元，3万台") == (
         "达到 154 billion 美元， 43.6 billion 美元， 40.5 trillion 元， 30,000 台")

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.generate import SYSTEM, LLMAnswerer, build_messages
+from rag.answering.flow import LLMAnswerer
+from rag.answering.passages import build_messages
+from rag.answering.prompts import SYSTEM
 from rag.guard import META_REFUSAL, REMOVED, instruction_like, is_meta_question, leaks_prompt, quote_passage
 from rag.types import Answer
 from tests.fakes_llm import FakeExtractive, ScriptedLLM, article_hits, hit

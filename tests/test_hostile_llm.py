@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def answerer():
-    from rag.answer import ExtractiveAnswerer
-    from rag.generate import LLMAnswerer
+    from rag.answering.extractive import ExtractiveAnswerer
+    from rag.answering.flow import LLMAnswerer
     from rag.llm import build_llm, is_prepared
 
     s = Settings(llm="llama-cpp")
@@ -38,7 +38,7 @@ def chunks():
 # tags (traditional Chinese), a "### 系統" block with a link
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3], CASES[9]], ids=lambda c: c[0][:24])
 def test_hostile_passage_does_not_steer_the_answer(answerer, chunks, case):
-    from rag.generate import SYSTEM
+    from rag.answering.prompts import SYSTEM
     from rag.guard import leaks_prompt
 
     question, lang, needles, hostile, markers = case

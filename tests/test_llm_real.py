@@ -64,8 +64,8 @@ def hits_for(chunks, *needles) -> list[Hit]:
 
 @pytest.fixture(scope="module")
 def answerer(llm):
-    from rag.answer import ExtractiveAnswerer
-    from rag.generate import LLMAnswerer
+    from rag.answering.extractive import ExtractiveAnswerer
+    from rag.answering.flow import LLMAnswerer
 
     return LLMAnswerer(llm, ExtractiveAnswerer())
 
@@ -134,7 +134,7 @@ def test_chinese_answer_in_the_question_script(answerer, chunks, question, lang,
 
 
 def test_question_the_passages_cannot_answer_is_refused(answerer, chunks):
-    from rag.generate import REFUSAL
+    from rag.answering.prompts import REFUSAL
 
     import dataclasses
 
@@ -222,8 +222,8 @@ def openai_server(settings, tmp_path_factory):
 
 
 def test_openai_backend_against_a_real_local_server(openai_server, chunks, tmp_path):
-    from rag.answer import ExtractiveAnswerer
-    from rag.generate import make_answerer
+    from rag.answering.extractive import ExtractiveAnswerer
+    from rag.answering.flow import make_answerer
 
     s = Settings(llm="openai", openai_base_url=openai_server, openai_model="local", model_dir=tmp_path)
     answerer, notice = make_answerer(s, ExtractiveAnswerer())

@@ -1,8 +1,10 @@
-"""Query translation for English questions (rag.generate.translate_query), fusing query variants
+"""Query translation for English questions (rag.answering.translate_query), fusing query variants
 (rag.retrieval.fuse_hit_lists / Searcher.search(variants=...)) and its wiring in the Assistant."""
 from __future__ import annotations
 
-from rag.generate import TRANSLATE_EXAMPLES, LLMAnswerer, translate_query
+from rag.answering.flow import LLMAnswerer
+from rag.answering.prompts import TRANSLATE_EXAMPLES
+from rag.answering.translate import translate_query
 from rag.retrieval import fuse_hit_lists
 from rag.types import Chunk, Hit
 from tests.fakes_llm import BrokenLLM, FakeExtractive, ScriptedLLM

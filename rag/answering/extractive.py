@@ -8,25 +8,11 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from rag.gate import AnswerabilityGate, Question, Support, has_kind, sentence_tokens
+from rag.answering.gate import AnswerabilityGate, Question, Support, has_kind, sentence_tokens
+from rag.answering.prompts import LEAD_EN_QUOTED, LEADS, refusal_text
 from rag.lang import to_script, to_simplified
 from rag.text import CJK_RE
 from rag.types import Answer, Citation, Hit
-
-REFUSALS = {
-    "en": "The documents do not contain the answer to this question.",
-    "zh-Hans": "文档中没有找到这个问题的答案。",
-    "zh-Hant": "文件中沒有找到這個問題的答案。",
-}
-_LEADS = {
-    "en": "From the documents:",
-    "zh-Hans": "根据文档：",
-    "zh-Hant": "根據文件：",
-}
-
-
-def refusal_text(lang: str) -> str:
-    return REFUSALS.get(lang, REFUSALS["en"])
 
 
 class ExtractiveAnswerer:
@@ -39,7 +25,7 @@ class ExtractiveAnswerer:
         self.max_sentences = max_sentences
 
     def support(self, question: str, hits: list[Hit]) -> Support:
-        """The gate's verdict (rag/gate.py): answerable or not, and which passages answer."""
+        """The gate's verdict (gate.py): answerable or not, and which passages answer."""
         return self.gate.check(question, hits)
 
     def pick_spans(self, question: str, hits: list[Hit], allowed: list[int],
@@ -108,9 +94,9 @@ class ExtractiveAnswerer:
                     Citation(n, h.chunk.source, h.chunk.text, h.chunk.start, h.chunk.end, h.chunk.id, h.score)
                 )
             parts.append(f"{to_script(sent, lang)}[{numbers[hi]}]")
-        lead = _LEADS.get(lang, _LEADS["en"])
+        lead = LEADS.get(lang, LEADS["en"])
         if lang == "en" and any(CJK_RE.search(sent) for _, sent in picked):
-            lead = "From the documents (quoted in the original Chinese):"
+            lead = LEAD_EN_QUOTED
         sep = " " if lang == "en" else ""
         text = lead + (" " if lang == "en" else "") + sep.join(parts)
         return Answer(text, False, citations, question, lang=lang, mode=self.mode, hits=hits)

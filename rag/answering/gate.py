@@ -21,10 +21,9 @@ from pathlib import Path
 
 from rag.chunking import split_sentences
 from rag.lang import detect_lang, to_simplified
-from rag.text import posseg
+from rag.text import DATA, posseg
 from rag.types import Hit
 
-DATA = Path(__file__).parent / "data"
 MODEL_FILE = DATA / "gate.json"
 QUESTION_WORDS_FILE = DATA / "question_words.json"
 TOP_PASSAGES = 3  # passages the gate (and the answerers) look at

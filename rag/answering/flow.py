@@ -1,0 +1,436 @@
+"""LLM answers: grounded in the retrieved passages, cited [n], in the asker's language.
+
+Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
+
+1. The extractive answerer's gate (`support`) decides whether the passages hold
+   what the question asks for; if not, the reply is the localised refusal and
+   the model is not called. Otherwise it picks the evidence sentences
+   (`pick_spans`).
+2. The model reads numbered passages [1]..[k] in <passages>...</passages>:
+   for Chinese questions at most `MAX_PASSAGES` windows of `PASSAGE_CHARS`
+   starting at the evidence; for English questions only the evidence
+   sentences, in simplified script, with people's names in pinyin and 亿/万
+   amounts in English in place of the Chinese. The system prompt (in the question's
+   language) says passages are data and instructions inside them are ignored;
+   the model answers in 1-3 sentences with [n] after each fact, or outputs the
+   token NO_ANSWER.
+3. The reply is checked (`check_answer`): the answer must cite at least one
+   passage, only passages 1..k, say more than the citation, be in the
+   question's language, state no number absent from the passages and the
+   question, and overlap the cited passages when it has anything checkable
+   (numbers, Chinese text, Latin names). A rejected reply is retried once with
+   the fault named (same chat, so the prompt prefix is in llama.cpp's cache).
+4. An English answer is followed by the evidence sentence translated
+   (`QUOTE_LEAD`): the small model's own answer is short but sometimes vague,
+   its translation keeps the facts. A Chinese answer that leaves out the
+   passage's numbers gets one follow-up asking for them.
+5. When the model says NO_ANSWER although the gate found evidence (measured
+   on the three eval sets: 7 of 10 such refusals were wrong), or its reply
+   fails twice, the evidence answers: translated for English, the extractive
+   answer for Chinese, with a notice saying why.
+6. Chinese answers are converted to the question's script with OpenCC.
+
+Streaming: `stream()` yields text deltas as the model produces them (converted
+to the question's script; a leading NO_ANSWER is held back and replaced by the
+localised refusal) and then exactly one final `Answer`. The check runs when the
+model has finished, so when the streamed text is rejected the final Answer
+carries the corrected text: callers must show `Answer.text` in place of what
+they streamed whenever the two differ (`Answer.notice` then says why).
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rag.answering.checking import (
+    check_answer,
+    citations_for,
+    cited_numbers,
+    missing_quantities,
+    normalize_citations,
+    numbers,
+    script_stats,
+    strip_citations,
+)
+from rag.answering.passages import MAX_PASSAGES, build_messages, passage_for, passage_window, retry_messages
+from rag.answering.prompts import (
+    ADD_NUMBERS,
+    NO_ANSWER,
+    NOTICE_ANSWERING_IN,
+    NOTICE_FALLBACK,
+    NOTICE_LLM_LOAD_FAILED,
+    NOTICE_NO_LLM,
+    NOTICE_TRANSLATED,
+    QUOTE_LEAD,
+    REASON_LLM_ERROR,
+    REFUSAL,
+    TRANSLATE_FOLLOW,
+    reason_text,
+)
+from rag.answering.translate import translate_query
+from rag.guard import hostile, is_meta_question, meta_refusal, quote_passage
+from rag.lang import known_lang, to_script
+from rag.types import Answer, Hit, UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llama_index.core.llms import LLM
+
+    from rag.answering.extractive import ExtractiveAnswerer
+    from rag.settings import Settings
+
+# Quoted titles and parentheses: a Chinese title inside an English answer is not a sign
+# that the model is copying the passage.
+_QUOTED_RE = re.compile(r"《[^》]*》|「[^」]*」|“[^”]*”|\"[^\"]*\"|\([^)]*\)|（[^）]*）")
+
+class Answerer(Protocol):
+    mode: str
+
+    def answer(self, question: str, hits: list[Hit], lang: str) -> Answer: ...
+
+    def stream(self, question: str, hits: list[Hit], lang: str) -> Iterator[str | Answer]: ...
+
+
+# "What ..." questions: a Chinese answer to one that leaves out the passage's numbers gets a
+# follow-up asking for them (step 4 of the flow).
+_WHAT_RE = re.compile(r"^\s*what\b|什么|什麼|哪些", re.IGNORECASE)
+
+
+@dataclass
+class Selection:
+    """What `LLMAnswerer._select` gives the model."""
+
+    given: list[Hit]  # passages [1]..[k]
+    answerable: bool  # False: refuse without asking the model
+    texts: list[str]  # what the model reads of each passage
+    evidence: list[tuple[int, str]]  # (passage number, sentence) picked by the extractive answerer
+
+
+@dataclass
+class Timing:
+    """Timings of the last answer (seconds), for the benchmark."""
+
+    first_token: float | None = None
+    total: float = 0.0
+    attempts: int = 0
+    fallback: bool = False
+
+
+class _Shown:
+    """What has been streamed to the caller, and when the first of it came."""
+
+    def __init__(self, started: float, timing: Timing):
+        self.started = started
+        self.timing = timing
+        self.text = ""
+
+    def emit(self, text: str, *, only_if_nothing_shown: bool = False) -> Iterator[str]:
+        if not text or (only_if_nothing_shown and self.text):
+            return
+        if self.timing.first_token is None:
+            self.timing.first_token = time.perf_counter() - self.started
+        self.text += text
+        yield text
+
+    def finish(self, answer: Answer) -> Answer:
+        self.timing.total = time.perf_counter() - self.started
+        if self.timing.first_token is None:
+            self.timing.first_token = self.timing.total
+        return answer
+
+
+class LLMAnswerer:
+    """Answers with an LLM, checked; falls back to `extractive` (same protocol), whose gate
+    (`support`) and span picker (`pick_spans`) decide what the model is given."""
+
+    mode = "llm"
+
+    def __init__(self, llm: LLM, extractive: ExtractiveAnswerer, *, max_tokens: int = 200,
+                 max_passages: int = MAX_PASSAGES, translator: LLM | None = None,
+                 translator_factory: Callable[[], LLM | None] | None = None):
+        self.llm = llm
+        self.extractive = extractive
+        self.max_tokens = max_tokens
+        self.max_passages = max_passages
+        self.last_timing = Timing()
+        self._translator = translator
+        self._translator_factory = translator_factory
+        self._translator_lock = threading.Lock()
+
+    def translate(self, question: str) -> str | None:
+        """The question in simplified Chinese for retrieval (`translate_query`), on the
+        translator context (built on first use), or None."""
+        with self._translator_lock:
+            if self._translator is None and self._translator_factory is not None:
+                factory, self._translator_factory = self._translator_factory, None
+                try:
+                    self._translator = factory()
+                except Exception:  # no translator: retrieval goes on without it
+                    self._translator = None
+            translator = self._translator
+        return translate_query(question, translator)
+
+    # -- public protocol
+
+    def answer(self, question: str, hits: list[Hit], lang: str) -> Answer:
+        final: Answer | None = None
+        for item in self.stream(question, hits, lang):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def stream(self, question: str, hits: list[Hit], lang: str) -> Iterator[str | Answer]:
+        lang = known_lang(lang)
+        started = time.perf_counter()
+        self.last_timing = timing = Timing()
+        out = _Shown(started, timing)
+        if is_meta_question(question):
+            # about the assistant's own instructions, not the documents: no model call
+            text = meta_refusal(lang)
+            yield from out.emit(text)
+            yield out.finish(self._make(question, hits, lang, text, refused=True))
+            return
+        # a passage that tries to instruct the model is not given to it (rag/guard.py); the
+        # Answer still lists every hit, so the page shows what retrieval found
+        safe = [h for h in hits if not hostile(h.chunk.text)]
+        # The gate runs here, outside the `try` below on purpose: that block's broad except
+        # turns a model failure into the extractive answer, but a gate failure must never let
+        # the model (or anything) answer without the gate's typed decision. A gate error
+        # propagates to the caller, as it does in extractive mode (the same gate).
+        sel = self._select(question, safe, lang)
+        given, texts = sel.given, sel.texts
+        if not given or not sel.answerable:
+            yield from out.emit(REFUSAL[lang])
+            yield out.finish(self._make(question, hits, lang, REFUSAL[lang], refused=True))
+            return
+        messages = build_messages(question, given, lang, texts)
+        try:
+            timing.attempts = 1
+            raw = yield from self._emit_model(out, self._stream_llm(messages), lang, hold=True)
+            check = check_answer(raw, given, question, lang, texts)
+            model_refused = check.refused and bool(sel.evidence)
+            if not check.ok:
+                timing.attempts = 2
+                raw2 = self._complete_llm(retry_messages(messages, raw.strip(), check.reason, lang, len(given)))
+                check2 = check_answer(raw2, given, question, lang, texts)
+                check = check2 if check2.ok else check
+                model_refused = check2.ok and check2.refused and bool(sel.evidence)
+            if check.ok and not check.refused and not model_refused:
+                text = check.text
+                if lang == "en" and sel.evidence:
+                    # The answer, then the evidence sentence translated: the small model's own
+                    # answer is short and to the point but sometimes vague, its translation of
+                    # the sentence keeps every fact (measured in docs/ARCHITECTURE.md).
+                    quote = yield from self._translate_evidence(out, sel, given, question, messages, raw,
+                                                                lead=QUOTE_LEAD)
+                    if quote:
+                        text = f"{text}{QUOTE_LEAD}{quote}"
+                elif (lang != "en" and check.cited and _WHAT_RE.search(question)
+                        and missing_quantities(check.text, given[check.cited[0] - 1].chunk.text)):
+                    addition = self._add_numbers(messages, check.text, check.cited[0], given, question,
+                                                 lang, texts)
+                    if addition:
+                        yield from out.emit(to_script(addition, lang))
+                        text = f"{text}{addition}"
+                final = self._make(question, hits, lang, to_script(text, lang), refused=False, given=given)
+                yield out.finish(final)
+                return
+            if check.ok and check.refused and not model_refused:
+                yield from out.emit(REFUSAL[lang], only_if_nothing_shown=True)
+                yield out.finish(self._make(question, hits, lang, REFUSAL[lang], refused=True))
+                return
+            # The model refused although the gate found passages with what the question asks
+            # for (measured: 7 of 10 such refusals were wrong), or its answer failed the check
+            # twice: answer from the evidence instead, translated for English questions.
+            reason = "model_refused" if model_refused else check.reason
+            if lang == "en" and sel.evidence:
+                quote = yield from self._translate_evidence(out, sel, given, question, messages, raw)
+                if quote:
+                    final = self._make(question, hits, lang, quote, refused=False, given=given)
+                    final.notice = NOTICE_TRANSLATED.format(reason=reason_text(reason, "en"))
+                    yield out.finish(final)
+                    return
+            final = self._fallback(question, hits, lang, reason, safe=safe)
+        except UserError:
+            raise
+        except Exception as exc:  # the backend failed (server down, model error): stay useful
+            final = self._fallback(question, hits, lang, REASON_LLM_ERROR.format(error=f"{type(exc).__name__}: {exc}"),
+                                   raw_reason=True, safe=safe)
+        timing.fallback = True
+        yield from out.emit(final.text, only_if_nothing_shown=True)
+        yield out.finish(final)
+
+    def _emit_model(self, out: _Shown, deltas: Iterator[str], lang: str, *, hold: bool = False):
+        """Stream model deltas through `out` (in the question's script); returns the raw text.
+        `hold`: keep text back while it could still be the NO_ANSWER token, and stop there."""
+        raw = ""
+        deciding = hold
+        for delta in deltas:
+            raw += delta
+            if deciding:
+                lead = raw.lstrip()
+                if not lead or NO_ANSWER.startswith(lead.upper()):
+                    continue  # maybe NO_ANSWER: hold
+                if lead.upper().startswith(NO_ANSWER):
+                    break  # a refusal: stop generating
+                deciding = False
+                delta = raw
+            if delta:
+                yield from out.emit(to_script(delta, lang))
+            if self._hopeless(raw, lang):
+                break  # e.g. copying the Chinese passage for an English question
+        return raw
+
+    def _translate_evidence(self, out: _Shown, sel: Selection, given: Sequence[Hit], question: str,
+                            messages: list[Any], answer: str, lead: str = ""):
+        """Stream the English translation of the evidence passages (at most two, one follow-up
+        turn each in the same chat, so llama.cpp keeps the system prompt and examples cached
+        for the next question), each cited [n]; returns it, or "" when it fails the check
+        (what was streamed is then replaced by the final Answer)."""
+        from llama_index.core.llms import ChatMessage
+
+        groups = list(dict.fromkeys(n for n, _ in sel.evidence))
+        chat = [*messages, ChatMessage(role="assistant", content=answer.strip() or NO_ANSWER)]
+        parts = []
+        timing = self.last_timing
+        timing.attempts += 1
+        if lead:
+            yield from out.emit(lead)
+        for n in groups[:2]:
+            # sel.texts[n - 1] is passage n's evidence sentences as the model read them
+            chat.append(ChatMessage(role="user", content=TRANSLATE_FOLLOW.format(
+                n=n, text=quote_passage(sel.texts[n - 1]))))
+            if parts:
+                yield from out.emit(" ")
+            raw = yield from self._emit_model(out, self._stream_llm(chat), "en")
+            chat.append(ChatMessage(role="assistant", content=raw))
+            raw = normalize_citations(raw.strip())
+            if raw and not cited_numbers(raw):
+                raw = f"{raw} [{n}]"  # as streamed, so the final text matches what was shown
+                yield from out.emit(f" [{n}]")
+            parts.append(raw)
+        text = " ".join(p for p in parts if p)
+        check = check_answer(text, given, question, "en", sel.texts)
+        return check.text if check.ok and not check.refused else ""
+
+    # -- internals
+
+    def _select(self, question: str, hits: list[Hit], lang: str = "en") -> Selection:
+        """The passages to give the model and whether to ask it at all. The gate
+        (`extractive.support`, the same decision as in extractive mode) refuses an unsupported
+        question without an LLM call; the passages holding the evidence sentences it picks
+        (`pick_spans`) go first, each shown as a window starting at that evidence, then the
+        other passages the gate passed, then the rest."""
+        hits = list(hits)
+        order = list(range(len(hits)))
+        spans: list[tuple[int, int, int]] = []
+        if hits:
+            sup = self.extractive.support(question, hits)
+            if not sup.answerable:
+                return Selection([], False, [], [])
+            passing = [i for i in sup.passing if 0 <= i < len(hits)]
+            spans = [sp for sp in self.extractive.pick_spans(question, hits, passing, q=sup.question)
+                     if 0 <= sp[0] < len(hits)]
+            order = list(dict.fromkeys([hi for hi, _, _ in spans] + passing + order))
+        if lang == "en" and spans:
+            # English: only the evidence sentences. The model translates what it reads, so
+            # less text means fewer stray facts, and a short prompt is a fast one.
+            order = list(dict.fromkeys(hi for hi, _, _ in spans))
+            texts = [passage_for(lang, "".join(hits[i].chunk.text[a:b] for hi, a, b in spans if hi == i))
+                     for i in order]
+        else:
+            order = order[: self.max_passages]
+            texts = [passage_window(hits[i].chunk.text, [(a, b) for hi, a, b in spans if hi == i])
+                     for i in order]
+            texts = [passage_for(lang, t) for t in texts]
+        evidence = [(order.index(hi) + 1, hits[hi].chunk.text[a:b]) for hi, a, b in spans if hi in order]
+        return Selection([hits[i] for i in order], True, texts, evidence)
+
+    def _stream_llm(self, messages: list[Any]) -> Iterator[str]:
+        gen = self.llm.stream_chat(messages, max_tokens=self.max_tokens)
+        try:
+            for chunk in gen:
+                if chunk.delta:
+                    yield chunk.delta
+        finally:
+            close = getattr(gen, "close", None)
+            if close is not None:
+                close()
+
+    def _add_numbers(self, messages: list[Any], answer: str, n: int, given: Sequence[Hit],
+                     question: str, lang: str, shown: Sequence[str] | None = None) -> str:
+        """A Chinese answer left out the numbers passage [n] gives: one short follow-up asks for
+        them. Returns the sentence to append, or "" when it fails the check or adds no number."""
+        from llama_index.core.llms import ChatMessage
+
+        passage = given[n - 1].chunk.text
+        follow = [*messages, ChatMessage(role="assistant", content=answer),
+                  ChatMessage(role="user", content=ADD_NUMBERS[lang].format(n=n))]
+        try:
+            out = self.llm.chat(follow, max_tokens=80).message.content or ""
+        except Exception:
+            return ""
+        check = check_answer(out, given, question, lang, shown)
+        body = strip_citations(check.text)
+        if not check.ok or check.refused or not (numbers(body) & numbers(passage)):
+            return ""
+        return check.text
+
+    def _complete_llm(self, messages: list[Any]) -> str:
+        return self.llm.chat(messages, max_tokens=self.max_tokens).message.content or ""
+
+    @staticmethod
+    def _hopeless(raw: str, lang: str) -> bool:
+        """Stop early when an English answer is plainly Chinese (checked after 40 chars)."""
+        if lang != "en" or len(raw) < 40:
+            return False
+        cjk, latin = script_stats(_QUOTED_RE.sub(" ", strip_citations(raw)))
+        return cjk > 2 * max(latin, 1) and cjk >= 20
+
+    def _make(self, question: str, hits: list[Hit], lang: str, text: str, *, refused: bool,
+              given: Sequence[Hit] = ()) -> Answer:
+        return Answer(
+            text=text,
+            refused=refused,
+            citations=[] if refused else citations_for(text, given),
+            question=question,
+            lang=lang,
+            mode="llm",
+            hits=list(hits),
+        )
+
+    def _fallback(self, question: str, hits: list[Hit], lang: str, reason: str, *,
+                  raw_reason: bool = False, safe: list[Hit] | None = None) -> Answer:
+        # the extractive answer reads the same passages the model was given (not hostile ones)
+        ans = self.extractive.answer(question, hits if safe is None else safe, lang)
+        ans.hits = list(hits)
+        why = reason if raw_reason else reason_text(reason, "en")
+        notice = NOTICE_FALLBACK.format(reason=why)
+        ans.notice = f"{ans.notice}; {notice}" if ans.notice else notice
+        return ans
+
+
+def make_answerer(settings: Settings, extractive: ExtractiveAnswerer) -> tuple[Answerer, str]:
+    """(answerer, notice): the LLM answerer when an LLM is available, else the extractive
+    one and a one-line notice saying why (shown once by the CLI/UI)."""
+    from rag.llm import build_llm, llm_status
+
+    if settings.llm == "extractive":
+        return extractive, ""
+    try:
+        llm = build_llm(settings)
+    except UserError as exc:
+        return extractive, NOTICE_NO_LLM.format(why=exc)
+    except Exception as exc:  # a broken llama-cpp build must not stop the assistant
+        return extractive, NOTICE_NO_LLM.format(why=NOTICE_LLM_LOAD_FAILED.format(error=f"{type(exc).__name__}: {exc}"))
+    if llm is None:
+        _, status = llm_status(settings)
+        return extractive, NOTICE_ANSWERING_IN.format(status=status)
+    from rag.llm import build_translator
+
+    return LLMAnswerer(llm, extractive, max_tokens=min(settings.llm_max_tokens, 200),
+                       translator_factory=lambda: build_translator(settings)), ""
