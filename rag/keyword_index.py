@@ -37,6 +37,42 @@ class NewDoc:
     tokens: list[str]
 
 
+@dataclass
+class EncodedDocs:
+    """Chunks to add in compact form: each document's tokens as codes into `vocab`, all
+    documents' codes concatenated (`lens` tokens each). No Python string per token: at 100k
+    chunks that is ten million strings, most of an indexer's memory and time."""
+
+    ids: list[str]
+    sources: list[str]
+    vocab: list[str]
+    codes: np.ndarray  # int32
+    lens: np.ndarray  # int32, tokens per document (duplicates counted: the BM25 length)
+
+    @classmethod
+    def from_docs(cls, docs: Sequence[NewDoc]) -> "EncodedDocs":
+        vocab: dict[str, int] = {}
+        codes = [vocab.setdefault(t, len(vocab)) for d in docs for t in d.tokens]
+        return cls([d.id for d in docs], [d.source for d in docs], list(vocab), np.array(codes, dtype=np.int32),
+                   np.array([len(d.tokens) for d in docs], dtype=np.int32))
+
+    @classmethod
+    def join(cls, ids: list[str], sources: list[str], parts: Sequence[tuple[list[str], np.ndarray, np.ndarray]]) -> "EncodedDocs":
+        """One EncodedDocs from per-batch (vocab, codes, lens) of consecutive documents."""
+        vocab: dict[str, int] = {}
+        codes, lens = [], []
+        for v, c, n in parts:
+            m = np.array([vocab.setdefault(t, len(vocab)) for t in v], dtype=np.int32)
+            codes.append(m[c] if len(c) else np.zeros(0, np.int32))
+            lens.append(n)
+        z = np.zeros(0, np.int32)
+        return cls(ids, sources, list(vocab), np.concatenate(codes or [z]).astype(np.int32),
+                   np.concatenate(lens or [z]).astype(np.int32))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 def _float_mode() -> np.dtype:
     # bm25s computes k1*(1-b+b*len/avg) as a numpy float64 scalar and adds the float32
     # term frequencies to it; numpy 2 keeps that in float64, numpy 1 in float32. Match it
@@ -312,15 +348,17 @@ class KeywordIndex:
         return dict(counts)
 
     # ---- writing ---------------------------------------------------------
-    def updated(self, folder: Path, remove_sources: Iterable[str], add: Sequence[NewDoc]) -> "KeywordIndex":
+    def updated(self, folder: Path, remove_sources: Iterable[str],
+                add: Sequence[NewDoc] | EncodedDocs) -> "KeywordIndex":
         """A new index in `folder`: this one without the chunks of `remove_sources`, plus `add`
         (which may re-add chunks of a removed source). This index is left untouched.
 
         Usually only a delta is written (the new documents since the base and the deleted
         base positions), its folder naming the base; when the delta and the deleted documents
         outgrow MERGE_FRACTION of the base, everything is merged into a new base."""
+        enc = add if isinstance(add, EncodedDocs) else EncodedDocs.from_docs(add)
         remove = set(remove_sources)
-        add_keys = {d.id.encode() for d in add}
+        add_keys = {i.encode() for i in enc.ids}
         # deleted base positions
         dead = np.zeros(self.n_base, dtype=bool)
         if len(self.deleted):
@@ -340,43 +378,42 @@ class KeywordIndex:
             codes = [k for k, s in enumerate(d["sources"]) if s in remove]
             if codes:
                 keep_d &= ~np.isin(d["src"], np.array(codes, dtype=np.int32))
-            keep_d &= ~np.isin(d["ids"], np.array(sorted(add_keys))) if add_keys else True
-        # the new documents as postings sorted by (token, document), new tokens given ids
+            if add_keys:
+                keep_d &= ~np.isin(d["ids"], np.array(sorted(add_keys)))
+        # the new documents as postings sorted by (token, document); new tokens get new ids
         new_vocab = list(d["new_vocab"])
-        uniq = sorted({t for doc in add for t in doc.tokens})
-        tid = dict(zip(uniq, self._lookup(uniq)))
-        for t in uniq:
-            if tid[t] is None:
-                tid[t] = self.n_vocab_base + len(new_vocab)
+        gid = self._lookup(enc.vocab)
+        for j, t in enumerate(enc.vocab):
+            if gid[j] is None:
+                gid[j] = self.n_vocab_base + len(new_vocab)
                 new_vocab.append(t)
-        n_kept_d = int(keep_d.sum())
-        tok, doc, tf = [], [], []
-        for j, nd in enumerate(add):
-            for t, c in Counter(nd.tokens).items():
-                tok.append(tid[t])
-                doc.append(n_kept_d + j)
-                tf.append(c)
+        n_add, n_kept_d = len(enc), int(keep_d.sum())
+        if n_add and len(enc.codes):
+            key = np.asarray(gid, dtype=np.int64)[enc.codes] * n_add + np.repeat(np.arange(n_add, dtype=np.int64), enc.lens)
+            key, cnt = np.unique(key, return_counts=True)  # sorted: by token, then document
+            a_tok, a_doc, a_tf = key // n_add, key % n_add + n_kept_d, cnt
+        else:
+            a_tok = a_doc = a_tf = np.zeros(0, dtype=np.int64)
         # kept delta rows renumbered (a monotone map keeps their order)
         rows = keep_d[d["doc"]] if self.n_delta else np.zeros(0, dtype=bool)
         remap = np.cumsum(keep_d, dtype=np.int64) - 1
-        tok = np.concatenate([d["tok"][rows], np.array(tok, dtype=np.int32)]).astype(np.int32)
-        doc = np.concatenate([remap[d["doc"][rows]] if self.n_delta else np.zeros(0, np.int64),
-                              np.array(doc, dtype=np.int64)]).astype(np.int32)
-        tf = np.concatenate([d["tf"][rows], np.array(tf, dtype=np.int32)]).astype(np.int32)
-        order = np.lexsort((doc, tok))
-        tok, doc, tf = tok[order], doc[order], tf[order]
+        tok = np.concatenate([d["tok"][rows], a_tok]).astype(np.int32)
+        doc = np.concatenate([remap[d["doc"][rows]] if self.n_delta else np.zeros(0, np.int64), a_doc]).astype(np.int32)
+        tf = np.concatenate([d["tf"][rows], a_tf]).astype(np.int32)
+        if n_kept_d:
+            order = np.lexsort((doc, tok))
+            tok, doc, tf = tok[order], doc[order], tf[order]
         src_names: list[str] = []
         code: dict[str, int] = {}
-        d_src_names = [d["sources"][s] for s in d["src"][keep_d].tolist()] + [nd.source for nd in add]
+        d_src_names = [d["sources"][s] for s in d["src"][keep_d].tolist()] + list(enc.sources)
         for s in d_src_names:
             if s not in code:
                 code[s] = len(src_names)
                 src_names.append(s)
-        ids = [i for i in d["ids"][keep_d].tolist()] + [nd.id.encode() for nd in add]
+        ids = [i for i in d["ids"][keep_d].tolist()] + [i.encode() for i in enc.ids]
         delta = {"ids": np.array(ids, dtype=f"S{max([len(i) for i in ids] + [1])}"),
                  "src": np.array([code[s] for s in d_src_names], dtype=np.int32),
-                 "doc_len": np.concatenate([d["doc_len"][keep_d],
-                                            np.array([len(nd.tokens) for nd in add], dtype=np.int32)]).astype(np.int32),
+                 "doc_len": np.concatenate([d["doc_len"][keep_d], enc.lens]).astype(np.int32),
                  "tok": tok, "doc": doc, "tf": tf, "sources": src_names, "new_vocab": new_vocab}
         n_dead = int(dead.sum())
         if self.n_base and len(ids) + n_dead <= MERGE_FRACTION * self.n_base:
