@@ -206,12 +206,12 @@ class _Tokenizer:
 
         ids, sources = [c.id for c in self.chunks], [c.source for c in self.chunks]
         if self.proc is not None:
-            return EncodedDocs.join(ids, sources, self.proc.encoded())
+            return EncodedDocs.join(ids, sources, self.proc.encoded(), self.chunks)
         try:
             tokens = self.future.result()
         finally:
             self.pool.shutdown()
-        return EncodedDocs.join(ids, sources, [encode(tokens)])
+        return EncodedDocs.join(ids, sources, [encode(tokens)], self.chunks)
 
     def cancel(self) -> None:
         if self.proc is not None:

@@ -48,6 +48,7 @@ class EncodedDocs:
     vocab: list[str]
     codes: np.ndarray  # int32
     lens: np.ndarray  # int32, tokens per document (duplicates counted: the BM25 length)
+    chunks: list | None = None  # the rag.types.Chunk of each document, stored for the hits' texts
 
     @classmethod
     def from_docs(cls, docs: Sequence[NewDoc]) -> "EncodedDocs":
@@ -57,7 +58,8 @@ class EncodedDocs:
                    np.array([len(d.tokens) for d in docs], dtype=np.int32))
 
     @classmethod
-    def join(cls, ids: list[str], sources: list[str], parts: Sequence[tuple[list[str], np.ndarray, np.ndarray]]) -> "EncodedDocs":
+    def join(cls, ids: list[str], sources: list[str], parts: Sequence[tuple[list[str], np.ndarray, np.ndarray]],
+             chunks: list | None = None) -> "EncodedDocs":
         """One EncodedDocs from per-batch (vocab, codes, lens) of consecutive documents."""
         vocab: dict[str, int] = {}
         codes, lens = [], []
@@ -67,7 +69,7 @@ class EncodedDocs:
             lens.append(n)
         z = np.zeros(0, np.int32)
         return cls(ids, sources, list(vocab), np.concatenate(codes or [z]).astype(np.int32),
-                   np.concatenate(lens or [z]).astype(np.int32))
+                   np.concatenate(lens or [z]).astype(np.int32), chunks)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -193,7 +195,9 @@ class KeywordIndex:
             load = lambda name: np.load(path / name)  # noqa: E731  small: read whole
             delta = {"ids": load("ids.npy"), "src": load("src.npy"), "doc_len": load("doc_len.npy"),
                      "tok": load("tok.npy"), "doc": load("doc.npy"), "tf": load("tf.npy"),
-                     "sources": meta["sources"], "new_vocab": meta["new_vocab"]}
+                     "sources": meta["sources"], "new_vocab": meta["new_vocab"], "texts": None}
+            if meta.get("texts"):
+                delta["texts"] = _unpack_all(path)
             return cls(path, base, base_meta["sources"], load("deleted.npy"), delta)
         return cls(path, _open_base(path, meta), meta["sources"])
 
@@ -265,6 +269,29 @@ class KeywordIndex:
         if i < self.n_base:
             return self._b["ids"][i].decode()
         return self._d["ids"][i - self.n_base].decode()
+
+    def chunk(self, i: int):
+        """The stored chunk (rag.types.Chunk) at position i, or None when this segment has
+        no stored texts (an index written before they were stored): read it from Chroma."""
+        from rag.types import Chunk
+
+        if i < self.n_base:
+            t = self._b.get("texts")
+            if t is None:
+                return None
+            off, blob, hoff, hblob, pos = t
+            text = bytes(blob[off[i] : off[i + 1]]).decode()
+            head = bytes(hblob[hoff[i] : hoff[i + 1]]).decode()
+            start, end, ordinal = (int(x) for x in pos[i])
+            return Chunk(self.chunk_id(i), self.sources[int(self._b["src"][i])], text, start, end, head, ordinal)
+        j = i - self.n_base
+        t = self._d["texts"]
+        if t is None:
+            return None
+        texts, heads, pos = t
+        start, end, ordinal = (int(x) for x in pos[j])
+        return Chunk(self.chunk_id(i), self._d["sources"][int(self._d["src"][j])], texts[j], start, end, heads[j],
+                     ordinal)
 
     def chunk_ids(self) -> list[str]:
         """The ids of the live documents, in position order."""
@@ -411,7 +438,16 @@ class KeywordIndex:
                 code[s] = len(src_names)
                 src_names.append(s)
         ids = [i for i in d["ids"][keep_d].tolist()] + [i.encode() for i in enc.ids]
-        delta = {"ids": np.array(ids, dtype=f"S{max([len(i) for i in ids] + [1])}"),
+        old_t = d["texts"]
+        texts = None
+        if (old_t is not None or not n_kept_d) and (enc.chunks is not None or not n_add):
+            kept = np.flatnonzero(keep_d).tolist()
+            texts = ([old_t[0][j] for j in kept] + [c.text for c in enc.chunks or []],
+                     [old_t[1][j] for j in kept] + [c.heading for c in enc.chunks or []],
+                     np.concatenate([old_t[2][keep_d] if old_t is not None else np.zeros((0, 3), np.int32),
+                                     np.array([(c.start, c.end, c.ordinal) for c in enc.chunks or []],
+                                              dtype=np.int32).reshape(-1, 3)]).astype(np.int32))
+        delta = {"texts": texts, "ids": np.array(ids, dtype=f"S{max([len(i) for i in ids] + [1])}"),
                  "src": np.array([code[s] for s in d_src_names], dtype=np.int32),
                  "doc_len": np.concatenate([d["doc_len"][keep_d], enc.lens]).astype(np.int32),
                  "tok": tok, "doc": doc, "tf": tf, "sources": src_names, "new_vocab": new_vocab}
@@ -468,8 +504,16 @@ class KeywordIndex:
                               d_codes[delta["src"]] if len(delta["src"]) else np.zeros(0, np.int32)])
         doc_len = np.concatenate([doc_len, delta["doc_len"]]).astype(np.int32)
         vocab_tokens = self._vocab_tokens_by_id() + list(delta["new_vocab"])
+        texts = None
+        bt = b.get("texts")
+        if delta["texts"] is not None and (bt is not None or not n_kept):
+            kept = np.flatnonzero(keep).tolist() if bt is not None else []
+            texts = ([bytes(bt[1][bt[0][i] : bt[0][i + 1]]).decode() for i in kept] + delta["texts"][0],
+                     [bytes(bt[3][bt[2][i] : bt[2][i + 1]]).decode() for i in kept] + delta["texts"][1],
+                     np.concatenate([np.asarray(bt[4])[keep] if bt is not None else np.zeros((0, 3), np.int32),
+                                     delta["texts"][2]]).astype(np.int32))
         return _write_base(folder, vocab_tokens, np.array(ids, dtype=f"S{width}"), src.astype(np.int32), src_names,
-                           doc_len, indptr, indices.astype(np.int32), tf.astype(np.int32))
+                           doc_len, indptr, indices.astype(np.int32), tf.astype(np.int32), texts)
 
     def _vocab_tokens_by_id(self) -> list[str]:
         vs, vi = self._base_vocab()
@@ -493,7 +537,36 @@ class KeywordIndex:
 def _empty_delta() -> dict:
     zi = np.zeros(0, dtype=np.int32)
     return {"ids": np.zeros(0, dtype="S1"), "src": zi, "doc_len": zi, "tok": zi, "doc": zi, "tf": zi,
-            "sources": [], "new_vocab": []}
+            "sources": [], "new_vocab": [], "texts": ([], [], np.zeros((0, 3), np.int32))}
+
+
+def _save_texts(folder: Path, texts) -> None:
+    """Chunk texts and headings as utf-8 blobs with offsets, and (start, end, ordinal):
+    a hit's chunk is read from here (memory-mapped) instead of a second call to Chroma."""
+    for name, strings in (("text", texts[0]), ("head", texts[1])):
+        bs = [t.encode() for t in strings]
+        off = np.zeros(len(bs) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in bs], out=off[1:])
+        np.save(folder / f"{name}_off.npy", off)
+        np.save(folder / f"{name}s.npy", np.frombuffer(b"".join(bs), dtype=np.uint8))
+    np.save(folder / "pos.npy", np.asarray(texts[2], dtype=np.int32).reshape(-1, 3))
+
+
+def _load_texts(folder: Path, mmap: bool):
+    def load(name):
+        try:
+            return np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None)
+        except ValueError:  # an empty array (no headings at all) cannot be memory-mapped
+            return np.load(folder / f"{name}.npy")
+
+    return tuple(load(n) for n in ("text_off", "texts", "head_off", "heads", "pos"))
+
+
+def _unpack_all(folder: Path):
+    off, blob, hoff, hblob, pos = _load_texts(folder, mmap=False)
+    raw, hraw = blob.tobytes(), hblob.tobytes()
+    return ([raw[a:b].decode() for a, b in zip(off[:-1].tolist(), off[1:].tolist())],
+            [hraw[a:b].decode() for a, b in zip(hoff[:-1].tolist(), hoff[1:].tolist())], pos)
 
 
 def _meta(path: Path) -> dict:
@@ -513,11 +586,12 @@ def _open_base(path: Path, meta: dict) -> dict:
     # small and read on every update and at open: in memory
     base["doc_len"] = np.asarray(base["doc_len"])
     base["path"] = path
+    base["texts"] = _load_texts(path, mmap=True) if meta.get("texts") else None
     return base
 
 
 def _write_base(folder: Path, vocab_tokens: list[str], ids, src, sources, doc_len, indptr, indices,
-                tf) -> KeywordIndex:
+                tf, texts=None) -> KeywordIndex:
     """Write a complete base segment into a fresh folder (it becomes live only when the
     manifest names it)."""
     folder.mkdir(parents=True, exist_ok=False)
@@ -540,8 +614,10 @@ def _write_base(folder: Path, vocab_tokens: list[str], ids, src, sources, doc_le
                       ("doc_len.npy", doc_len.astype(np.int32)), ("ids_sorted.npy", ids[order]),
                       ("ids_order.npy", order)):
         np.save(folder / name, arr)
-    (folder / _DOCS).write_text(json.dumps({"format": FORMAT, "kind": "base", "n_docs": n_docs,
-                                            "sources": sources}, ensure_ascii=False), encoding="utf-8")
+    if texts is not None:
+        _save_texts(folder, texts)
+    (folder / _DOCS).write_text(json.dumps({"format": FORMAT, "kind": "base", "n_docs": n_docs, "sources": sources,
+                                            "texts": texts is not None}, ensure_ascii=False), encoding="utf-8")
     _fsync_tree(folder)
     return KeywordIndex.open(folder)
 
@@ -552,8 +628,10 @@ def _write_delta(folder: Path, index: KeywordIndex, deleted: np.ndarray, delta: 
     for name in ("ids", "src", "doc_len", "tok", "doc", "tf"):
         np.save(folder / f"{name}.npy", delta[name])
     np.save(folder / "deleted.npy", deleted)
+    if delta["texts"] is not None:
+        _save_texts(folder, delta["texts"])
     meta = {"format": FORMAT, "kind": "delta", "base": index.base_name, "n_docs": len(delta["ids"]),
-            "sources": delta["sources"], "new_vocab": delta["new_vocab"]}
+            "sources": delta["sources"], "new_vocab": delta["new_vocab"], "texts": delta["texts"] is not None}
     (folder / _DOCS).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     _fsync_tree(folder)
     return KeywordIndex.open(folder)

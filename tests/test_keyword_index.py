@@ -43,6 +43,8 @@ def assert_same_as_reference(store: ChunkStore):
         got = kw.scores(query_tokens(q))
         mine = np.array([got[kw.doc_index(c.id)] for c in chunks], dtype=np.float32)
         assert np.array_equal(mine, ref), q  # bit for bit, not approximately
+    # the chunks stored with the keyword index (what a search returns) are Chroma's
+    assert all(kw.chunk(kw.doc_index(c.id)) == c for c in chunks)
     # the extractive answerer's term weights: document frequencies
     sets = [set(tokenize(f"{c.heading} {c.text}")) for c in chunks]
     for term in ["上海", "人工智能", "发布", "不存在的词"]:
@@ -177,6 +179,8 @@ def test_opening_tokenises_nothing_and_reads_hits_only(settings_for, fake_embedd
     monkeypatch.setattr(ChunkStore, "iter_chunks", lambda self: pytest.fail("all chunks read"))
     searcher = Searcher(s, store, fake_embedder)
     assert calls == []  # opening tokenised nothing
+    # the hits' texts are stored with the keyword index: no second call to Chroma
+    monkeypatch.setattr(ChunkStore, "get", lambda self, ids: pytest.fail("texts read from Chroma"))
     hits = searcher.search("上海8月发布了什么？", 5)
     assert "上海市加快推動" in hits[0].chunk.text
     assert len(calls) == 1  # the question only
