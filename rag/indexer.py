@@ -170,7 +170,7 @@ def scan(paths: list[Path], root: Path, max_chars: int, records: dict[str, FileR
 
 
 def _tokenize_texts(texts: list[str]) -> list[list[str]]:
-    from rag.retrieval import tokenize
+    from rag.tokens import tokenize
 
     return [tokenize(t) for t in texts]
 
@@ -189,7 +189,7 @@ class _Tokenizer:
     SLICE = 2000
 
     def __init__(self, chunks: list[Chunk]):
-        from rag.retrieval import _jieba
+        from rag.tokens import _jieba
         from rag.tokenworker import TokenizerProcess
 
         self.chunks = chunks

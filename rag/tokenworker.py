@@ -14,7 +14,7 @@ import threading
 
 
 def main() -> None:
-    from rag.retrieval import tokenize
+    from rag.tokens import tokenize
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     while True:
