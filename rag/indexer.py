@@ -22,7 +22,7 @@ from rag.ingest import check_size, discover, load_document
 from rag.normalize import Mojibake, clean_document
 from rag.priority import checkpoint, is_background
 from rag.settings import Settings
-from rag.keyword_index import KeywordIndex, NewDoc, drop_old, new_folder
+from rag.keyword_index import EncodedDocs, KeywordIndex, drop_old, new_folder
 from rag.store import ChunkStore, FileRecord
 from rag.types import Chunk, UserError
 
@@ -172,7 +172,7 @@ def scan(paths: list[Path], root: Path, max_chars: int, records: dict[str, FileR
 
 
 def _tokenize_texts(texts: list[str]) -> list[list[str]]:
-    from rag.retrieval import tokenize
+    from rag.tokens import tokenize
 
     return [tokenize(t) for t in texts]
 
@@ -183,13 +183,16 @@ class _Tokenizer:
     jieba is pure Python: next to a model (torch releases the GIL) a thread is enough;
     next to Chroma's writes (which hold the GIL) only another process runs alongside,
     so large batches go to a worker process (`python -m rag.tokenworker`: a fresh
-    interpreter, nothing forked from this one's threads, no re-import of __main__)."""
+    interpreter, nothing forked from this one's threads, no re-import of __main__).
+    A process also when jieba is not loaded here yet (`rag index`): its dictionary load
+    (about a second) then overlaps opening Chroma instead of following it."""
 
-    PROCESS_MIN = 5000  # chunks; below this a process costs more (start + jieba load) than it saves
+    PROCESS_MIN = 5000  # chunks; below this, when jieba is loaded here, a thread costs less
     BACKGROUND_PROCESS_MIN = 500
     SLICE = 2000
 
     def __init__(self, chunks: list[Chunk]):
+        from rag.tokens import _jieba
         from rag.tokenworker import TokenizerProcess
 
         self.chunks = chunks
@@ -197,21 +200,24 @@ class _Tokenizer:
         self.proc = self.pool = None
         # in the background (a server's upload) the process is niced and keeps the
         # GIL free for requests, so it is worth its start-up cost sooner
-        if len(texts) >= (self.BACKGROUND_PROCESS_MIN if is_background() else self.PROCESS_MIN):
+        least = self.BACKGROUND_PROCESS_MIN if is_background() else self.PROCESS_MIN
+        if texts and (len(texts) >= least or _jieba.cache_info().currsize == 0):
             self.proc = TokenizerProcess([texts[i : i + self.SLICE] for i in range(0, len(texts), self.SLICE)])
         else:
             self.pool = ThreadPoolExecutor(1)
             self.future = self.pool.submit(_tokenize_texts, texts)
 
-    def result(self) -> list[NewDoc]:
+    def result(self) -> EncodedDocs:
+        from rag.tokenworker import encode
+
+        ids, sources = [c.id for c in self.chunks], [c.source for c in self.chunks]
         if self.proc is not None:
-            tokens = self.proc.result()
-        else:
-            try:
-                tokens = self.future.result()
-            finally:
-                self.pool.shutdown()
-        return [NewDoc(c.id, c.source, t) for c, t in zip(self.chunks, tokens)]
+            return EncodedDocs.join(ids, sources, self.proc.encoded(), self.chunks)
+        try:
+            tokens = self.future.result()
+        finally:
+            self.pool.shutdown()
+        return EncodedDocs.join(ids, sources, [encode(tokens)], self.chunks)
 
     def cancel(self) -> None:
         if self.proc is not None:

@@ -8,35 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 from pathlib import Path
 
-from rag.lang import detect_lang, to_simplified
+from rag.lang import detect_lang
 from rag.settings import Settings
 from rag.store import ChunkStore
-from rag.text import jieba, stopwords
+from rag.tokens import STOPWORDS, _jieba, tokenize  # noqa: F401  (re-exported: the search tokens live there)
 from rag.types import Chunk, Hit
 
 log = logging.getLogger(__name__)
-
-_TOKEN_OK_RE = re.compile(r"[\w\u3400-\u9fff]")
-# Function words and question words that carry no topic (rag/data/stopwords_search.txt).
-STOPWORDS = stopwords("search")
-
-
-def tokenize(text: str) -> list[str]:
-    """Search tokens: simplified, lower-cased jieba tokens minus stopwords and
-    punctuation. cut_for_search also emits the words inside long compounds,
-    so 制造业 matches both 制造业 and 制造."""
-    jb = jieba()
-    simp = to_simplified(text).lower()
-    return [
-        t
-        for t in (w.strip() for w in jb.cut_for_search(simp))
-        if t and t not in STOPWORDS and _TOKEN_OK_RE.search(t)
-    ]
-
 
 def bridge(question: str, vocab=None) -> list[str]:
     """Chinese terms for an English question ([] for Chinese questions); with
@@ -207,8 +188,13 @@ class Searcher:
             fused[cid] = fused.get(cid, 0.0) + (1.0 - w_dense) * norm
             kw_score[cid] = float(kw[i])
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
-        # texts and offsets from Chroma, for these few ids only
-        fetched = store.get([cid for cid, _ in ranked])
+        # texts and offsets of these few ids: stored with the keyword index (a second call to
+        # Chroma cost a third of a search at 100k chunks); from Chroma for any it lacks
+        pos = {cid: keyword.doc_index(cid) for cid, _ in ranked}
+        fetched = {cid: keyword.chunk(j) for cid, j in pos.items() if j is not None}
+        missing = [cid for cid, _ in ranked if fetched.get(cid) is None]
+        if missing:
+            fetched.update(store.get(missing))
         hits = []
         for cid, score in ranked:
             chunk = fetched.get(cid)
@@ -216,7 +202,7 @@ class Searcher:
                 continue
             kws = kw_score.get(cid)
             if kws is None:
-                j = keyword.doc_index(cid)
+                j = pos[cid]
                 kws = None if j is None else float(kw[j])
             hits.append(Hit(chunk, score, len(hits) + 1, dense_score.get(cid), kws))
         return hits

@@ -1,7 +1,9 @@
 """A worker process that tokenises chunk texts for the keyword index while the indexer
 writes vectors (jieba is pure Python; Chroma's writes hold the GIL, so a thread cannot overlap them).
 
-Protocol on stdin/stdout: pickled list[str] in, pickled list[list[str]] out, one per batch, until EOF.
+Protocol on stdin/stdout: pickled list[str] in, one pickled (vocab, codes, lens) out per batch
+until EOF: the batch's distinct tokens, every text's tokens as int32 codes into them (concatenated)
+and the token count of each text (ten million token strings would cost more to pickle than to cut).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ def main() -> None:
     nice = int(os.environ.get("RAG_WORKER_NICE", "0") or 0)
     if nice:
         os.nice(nice)  # tokenising an upload must not slow the server's requests
-    from rag.retrieval import tokenize
+    from rag.tokens import tokenize
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     while True:
@@ -25,8 +27,17 @@ def main() -> None:
             texts = pickle.load(inp)
         except EOFError:
             return
-        pickle.dump([tokenize(t) for t in texts], out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(encode([tokenize(t) for t in texts]), out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
+
+
+def encode(token_lists: list[list[str]]):
+    """(distinct tokens, int32 codes of all tokens into them, tokens per list)."""
+    import numpy as np
+
+    vocab: dict[str, int] = {}
+    codes = np.array([vocab.setdefault(t, len(vocab)) for toks in token_lists for t in toks], dtype=np.int32)
+    return list(vocab), codes, np.array([len(t) for t in token_lists], dtype=np.int32)
 
 
 class TokenizerProcess:
@@ -64,13 +75,23 @@ class TokenizerProcess:
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
             self.error = self.error or exc
 
-    def result(self) -> list[list[str]]:
+    def encoded(self) -> list:
+        """The (vocab, codes, lens) of each batch, in order."""
         self._reader.join()
         self._writer.join()
         code = self.proc.wait()
         if self.error is not None or len(self.results) != self.n or code != 0:
             raise RuntimeError(f"the tokeniser process failed (exit code {code}): {self.error!r}")
-        return [t for batch in self.results for t in batch]
+        return self.results
+
+    def result(self) -> list[list[str]]:
+        """The tokens of every text, in order."""
+        out = []
+        for vocab, codes, lens in self.encoded():
+            ends = lens.cumsum().tolist()
+            for start, end in zip([0] + ends[:-1], ends):
+                out.append([vocab[c] for c in codes[start:end].tolist()])
+        return out
 
     def cancel(self) -> None:
         if self.proc.poll() is None:

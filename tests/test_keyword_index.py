@@ -2,7 +2,9 @@
 up to date incrementally, opened without tokenising; paged reads; unchanged files unread."""
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -35,12 +37,14 @@ def assert_same_as_reference(store: ChunkStore):
     chunks = store.all_chunks()
     kw = store.keyword_index()
     assert len(kw) == len(chunks)
-    assert {kw.chunk_id(i) for i in range(len(kw))} == {c.id for c in chunks}
+    assert len(set(kw.chunk_ids())) == len(kw) and set(kw.chunk_ids()) == {c.id for c in chunks}
     for q in QUESTIONS:
         ref = reference_scores(chunks, q)
         got = kw.scores(query_tokens(q))
         mine = np.array([got[kw.doc_index(c.id)] for c in chunks], dtype=np.float32)
         assert np.array_equal(mine, ref), q  # bit for bit, not approximately
+    # the chunks stored with the keyword index (what a search returns) are Chroma's
+    assert all(kw.chunk(kw.doc_index(c.id)) == c for c in chunks)
     # the extractive answerer's term weights: document frequencies
     sets = [set(tokenize(f"{c.heading} {c.text}")) for c in chunks]
     for term in ["上海", "人工智能", "发布", "不存在的词"]:
@@ -65,8 +69,9 @@ def test_stored_keyword_index_scores_equal_in_memory_bm25_through_updates(settin
     store = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url)
     assert_same_as_reference(store)
     assert "more.txt" not in store.keyword_index().source_counts()
-    # only the live keyword folder and the previous one are kept
-    assert len(list(store.build_dir.glob("keyword-*"))) == 2
+    # only the live keyword folder, the previous one and the base segments they name are kept
+    # (four updates ran: without clean-up there would be five folders)
+    assert len(list(store.build_dir.glob("keyword-*"))) <= 4
 
 
 def test_update_equals_build_on_random_corpora(tmp_path):
@@ -91,6 +96,76 @@ def test_update_equals_build_on_random_corpora(tmp_path):
     assert updated.source_counts()["s3"] == 15 and "s5" not in updated.source_counts()
 
 
+def _bm25s_scores(docs, query):
+    """bm25s' own in-memory index over the token lists (the reference for bit-identical scores)."""
+    import bm25s
+
+    bm25 = bm25s.BM25(k1=1.2, b=0.75)
+    bm25.index([d.tokens for d in docs], show_progress=False)
+    vocab = {t for d in docs for t in d.tokens}
+    toks = [t for t in query if t in vocab]
+    return np.asarray(bm25.get_scores(toks), dtype=np.float32) if toks else np.zeros(len(docs), np.float32)
+
+
+def test_small_updates_write_a_delta_with_scores_identical_to_bm25s(tmp_path):
+    """Updates below the merge threshold write a small delta folder over the untouched base;
+    scores, document frequencies and lookups equal an index of the same documents built by
+    bm25s itself, through deletions, re-added ids, new tokens and a final merge."""
+    from rag import keyword_index as ki
+
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(500)]
+
+    def doc(i, src, extra=()):
+        return NewDoc(f"id{i}", src, [str(w) for w in rng.choice(words, size=int(rng.integers(1, 40)))] + list(extra))
+
+    docs = [doc(i, f"s{i % 50}") for i in range(1000)]
+    kw = KeywordIndex.build(tmp_path / "keyword-0", docs)
+    base_files = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "keyword-0").iterdir()}
+    steps = [
+        ({"s3"}, [doc(2000 + i, "s3") for i in range(12)]),  # a changed file
+        ({"s7"}, []),  # a removed file
+        (set(), [doc(3000 + i, "new", ["brandnew", "w1"]) for i in range(5)]),  # new file, new token
+        ({"s3"}, [doc(4000, "s3"), NewDoc("id2001", "s3", ["w2", "w2", "brandnew"])]),  # changed again, id kept
+        ({"new"}, [doc(5000 + i, "s9") for i in range(3)]),
+    ]
+    live = list(docs)
+    for n, (remove, add) in enumerate(steps, start=1):
+        kw = kw.updated(tmp_path / f"keyword-{n}", remove, add)
+        add_ids = {d.id for d in add}
+        live = [d for d in live if d.source not in remove and d.id not in add_ids] + list(add)
+        meta = json.loads((tmp_path / f"keyword-{n}" / "docs.json").read_text())
+        assert meta["kind"] == "delta" and meta["base"] == "keyword-0"  # the base was not rewritten
+        assert len(kw) == len(live) and kw.chunk_ids() == [d.id for d in live]
+        for q in (["w1", "w2", "w1"], ["w499"], ["brandnew", "w5", "nope"], ["nope"]):
+            ref = _bm25s_scores(live, q)
+            got = kw.scores(q)
+            mine = np.array([got[kw.doc_index(d.id)] for d in live], dtype=np.float32)
+            assert np.array_equal(mine, ref), (n, q)
+            assert not got[[i for i in range(len(got)) if kw.chunk_id(i) not in set(kw.chunk_ids())
+                            or kw.doc_index(kw.chunk_id(i)) != i]].any()  # dead positions score 0
+        for t in ("w1", "brandnew", "nope"):
+            assert kw.doc_freq(t) == sum(t in d.tokens for d in live)
+        assert kw.source_counts() == dict(Counter(d.source for d in live))
+        assert kw.ids_of({"s3", "gone"}) == {"s3": {d.id for d in live if d.source == "s3"}}
+        assert "brandnew" in kw.vocab or n < 3
+        reopened = KeywordIndex.open(tmp_path / f"keyword-{n}")
+        assert np.array_equal(reopened.scores(["w1", "brandnew"]), kw.scores(["w1", "brandnew"]))
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "keyword-0").iterdir()} == base_files
+    assert kw.doc_index("id3") is None and "id7" not in kw  # removed with s3 and s7
+    # past the merge threshold: one new base, identical scores
+    big = [doc(6000 + i, "s11") for i in range(int(ki.MERGE_FRACTION * 1000) + 1)]
+    kw = kw.updated(tmp_path / "keyword-merged", {"s11"}, big)
+    live = [d for d in live if d.source != "s11"] + big
+    assert json.loads((tmp_path / "keyword-merged" / "docs.json").read_text())["kind"] == "base"
+    assert kw.chunk_ids() == [d.id for d in live]
+    for q in (["w1", "w2", "w1"], ["brandnew", "w5"]):
+        assert np.array_equal(kw.scores(q), _bm25s_scores(live, q))
+    # clean-up keeps the live folder, the previous one and the bases they name
+    ki.drop_old(tmp_path, {"keyword-merged", "keyword-5"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keyword-0", "keyword-5", "keyword-merged"]
+
+
 def test_opening_tokenises_nothing_and_reads_hits_only(settings_for, fake_embedder, monkeypatch):
     import rag.retrieval as retrieval
 
@@ -104,6 +179,8 @@ def test_opening_tokenises_nothing_and_reads_hits_only(settings_for, fake_embedd
     monkeypatch.setattr(ChunkStore, "iter_chunks", lambda self: pytest.fail("all chunks read"))
     searcher = Searcher(s, store, fake_embedder)
     assert calls == []  # opening tokenised nothing
+    # the hits' texts are stored with the keyword index: no second call to Chroma
+    monkeypatch.setattr(ChunkStore, "get", lambda self, ids: pytest.fail("texts read from Chroma"))
     hits = searcher.search("上海8月发布了什么？", 5)
     assert "上海市加快推動" in hits[0].chunk.text
     assert len(calls) == 1  # the question only

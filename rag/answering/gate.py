@@ -143,7 +143,7 @@ class Support:
 def sentence_tokens(text: str) -> tuple[tuple[tuple[int, int], frozenset[str]], ...]:
     """Each sentence span of a passage with its search tokens. Cached: the gate and the
     span picker read the same passages for one question."""
-    from rag.retrieval import tokenize
+    from rag.tokens import tokenize
 
     return tuple(((a, b), frozenset(tokenize(text[a:b]))) for a, b in split_sentences(text))
 
@@ -169,7 +169,7 @@ class AnswerabilityGate:
 
     # ---- question side -------------------------------------------------
     def question(self, question: str) -> Question:
-        from rag.retrieval import tokenize
+        from rag.tokens import tokenize
 
         english = detect_lang(question) == "en"
         frame = set(question_words()["frame"]["en" if english else "zh"])
@@ -206,7 +206,7 @@ class AnswerabilityGate:
 
     # ---- passage side --------------------------------------------------
     def features(self, q: Question, hits: list[Hit], i: int) -> dict[str, float]:
-        from rag.retrieval import tokenize
+        from rag.tokens import tokenize
 
         h = hits[i]
         text = f"{h.chunk.heading} {h.chunk.text}"
