@@ -14,6 +14,8 @@ every call (including the whole life of a stream) behind one lock.
 """
 from __future__ import annotations
 
+import atexit
+
 import hashlib
 import importlib.util
 import json
@@ -384,8 +386,21 @@ def _locked_llama_cpp(cls: Any, settings: Settings, context_window: int | None, 
         completion_to_prompt=chatml_completion,
         verbose=False,
     )
+    # Free the model before the interpreter tears its modules down: llama-cpp-python's own
+    # __del__ then finds its C functions already gone and prints a TypeError at every exit.
+    atexit.register(_close_model, llm)
     # A LlamaRAMCache of prompt states was tried here to skip re-evaluating each language's
     # constant prefix; over a 64-question eval the process grew to 16.8 GB RSS despite a
     # 1 GiB capacity, so it stays off (llama.cpp still reuses the longest common prefix of
     # consecutive prompts on its own).
     return llm
+
+
+def _close_model(llm: Any) -> None:
+    model = getattr(llm, "_model", None)
+    close = getattr(model, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # at exit: nothing left to report to
+            pass
