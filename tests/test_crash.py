@@ -34,18 +34,25 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def _start_until_embedding(template: str, s, tmp_path) -> subprocess.Popen:
+    """Run an indexing script (SCRIPT or INCREMENTAL) in a child process and return once it
+    has started embedding (its marker file exists), or has exited, or 120 s have passed."""
+    marker = tmp_path / "marker"
+    script = template.format(root=str(ROOT), marker=str(marker), seeds=str(s.seeds_dir), index=str(s.index_dir),
+                             url=s.chroma_url)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
 def test_kill_during_rebuild_keeps_previous_index(settings_for, fake_embedder, workdir, tmp_path):
     s = settings_for()
     index_folder(s, fake_embedder)
     before = ChunkStore.current_build(s.index_dir)
     n_before = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url).count()
-    marker = tmp_path / "marker"
-    script = SCRIPT.format(root=str(ROOT), marker=str(marker), seeds=str(s.seeds_dir), index=str(s.index_dir),
-                           url=s.chroma_url)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
-    deadline = time.time() + 120
-    while not marker.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    proc = _start_until_embedding(SCRIPT, s, tmp_path)
     time.sleep(1.2)  # a couple of batches written into the new build
     assert proc.poll() is None, "the rebuild finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
@@ -103,13 +110,7 @@ def test_kill_during_incremental_update_keeps_answering_and_next_run_repairs(set
     store = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url)
     kw_before, n_before = store.manifest.keyword, store.count()
     (seeds / "grow.txt").write_text("\n\n".join(f"第{i}段讲蚌埠的第{i}件新事。" for i in range(12)), encoding="utf-8")
-    marker = tmp_path / "marker"
-    script = INCREMENTAL.format(root=str(ROOT), marker=str(marker), seeds=str(s.seeds_dir), index=str(s.index_dir),
-                                url=s.chroma_url)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
-    deadline = time.time() + 120
-    while not marker.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    proc = _start_until_embedding(INCREMENTAL, s, tmp_path)
     assert proc.poll() is None, "the update finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
