@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from rag.procs import stop_process
+from rag.procs import apply_worker_nice, stop_process, worker_env
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,7 @@ def _recv(fd: int) -> Any:
 
 
 def main() -> None:
-    nice = int(os.environ.get("RAG_WORKER_NICE", "0") or 0)
-    if nice:
-        os.nice(nice)
+    apply_worker_nice()
     idle = float(os.environ.get("RAG_WORKER_IDLE_S", IDLE_S))
     inp, out = sys.stdin.fileno(), sys.stdout.fileno()
     try:
@@ -109,7 +107,7 @@ class EmbedderProcess:
 
     # ---- the worker ------------------------------------------------------
     def _start(self) -> subprocess.Popen:
-        env = dict(os.environ, RAG_WORKER_NICE=str(self.nice), RAG_WORKER_IDLE_S=str(self.idle_s))
+        env = worker_env(self.nice, RAG_WORKER_IDLE_S=str(self.idle_s))
         proc = subprocess.Popen([sys.executable, "-m", "rag.embedworker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, env=env)
         try:
@@ -133,22 +131,23 @@ class EmbedderProcess:
                 self._stop(self._proc)
                 self._proc = None
 
+    def _ask(self, items: list[str]) -> np.ndarray:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = self._start()
+        try:
+            _send(self._proc.stdin.fileno(), items)
+            vecs = _recv(self._proc.stdout.fileno())
+        except (OSError, EOFError, pickle.UnpicklingError):
+            self._stop(self._proc)
+            self._proc = None
+            raise
+        return np.asarray(vecs, dtype=np.float32).reshape(len(items), self.dim)
+
     def _encode_remote(self, items: list[str]) -> np.ndarray:
-        # a worker that went idle and exited is replaced once; a second failure is real
-        for attempt in (0, 1):
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start()
-            try:
-                _send(self._proc.stdin.fileno(), items)
-                vecs = _recv(self._proc.stdout.fileno())
-            except (OSError, EOFError, pickle.UnpicklingError):
-                self._stop(self._proc)
-                self._proc = None
-                if attempt:
-                    raise
-                continue
-            return np.asarray(vecs, dtype=np.float32).reshape(len(items), self.dim)
-        raise AssertionError("unreachable")
+        try:
+            return self._ask(items)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return self._ask(items)  # a worker that went idle and exited is replaced once
 
     # ---- the Embedder interface -----------------------------------------
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:

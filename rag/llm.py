@@ -15,7 +15,6 @@ every call (including the whole life of a stream) behind one lock.
 from __future__ import annotations
 
 import atexit
-
 import hashlib
 import importlib.util
 import json

@@ -47,7 +47,7 @@ def is_background() -> bool:
 
 def checkpoint() -> None:
     """Between units of background work: wait (bounded) while requests are in flight."""
-    if getattr(_local, "background", False):
+    if is_background():
         with _cond:
             if _inflight:
                 _cond.wait_for(lambda: _inflight == 0, timeout=MAX_WAIT_S)

@@ -2,7 +2,22 @@
 ask politely, wait, then kill, so that none outlives its owner."""
 from __future__ import annotations
 
+import os
 import subprocess
+
+NICE_ENV = "RAG_WORKER_NICE"  # a worker process lowers its own CPU priority by this much
+
+
+def worker_env(nice: int, **extra: str) -> dict[str, str]:
+    """The environment for a worker process that calls `apply_worker_nice()` at start."""
+    return dict(os.environ, **{NICE_ENV: str(nice)}, **extra)
+
+
+def apply_worker_nice() -> None:
+    """In a worker process: lower this process's CPU priority as its parent asked."""
+    nice = int(os.environ.get(NICE_ENV, "0") or 0)
+    if nice:
+        os.nice(nice)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 20.0, *, terminate: bool = True) -> int:

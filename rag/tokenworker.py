@@ -14,11 +14,9 @@ import threading
 
 
 def main() -> None:
-    import os
+    from rag.procs import apply_worker_nice
 
-    nice = int(os.environ.get("RAG_WORKER_NICE", "0") or 0)
-    if nice:
-        os.nice(nice)  # tokenising an upload must not slow the server's requests
+    apply_worker_nice()  # tokenising an upload must not slow the server's requests
     from rag.tokens import tokenize
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
@@ -48,11 +46,10 @@ class TokenizerProcess:
         self.n = len(batches)
         self.results: list[list[list[str]]] = []
         self.error: BaseException | None = None
-        import os
-
         from rag.priority import is_background
+        from rag.procs import worker_env
 
-        env = dict(os.environ, RAG_WORKER_NICE="19" if is_background() else "0")
+        env = worker_env(19 if is_background() else 0)
         self.proc = subprocess.Popen([sys.executable, "-m", "rag.tokenworker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env)
         self._writer = threading.Thread(target=self._write, args=(batches,), daemon=True)
