@@ -359,7 +359,7 @@ class Assistant:
         if history:
             from rag.conversation import standalone_question
 
-            standalone = standalone_question(question, list(history), getattr(answerer, "llm", None))
+            standalone = standalone_question(question, list(history), answerer.llm)
         lang = detect_lang(question)
         k = _check_k(self.settings.top_k if k is None else k)
         searcher = self.searcher
@@ -372,10 +372,9 @@ class Assistant:
         the LLM when one answers (setting `query_translation`, bench/query_translation.py)."""
         from rag.lang import detect_lang
 
-        translate = getattr(answerer, "translate", None)
-        if self.settings.query_translation == "off" or not callable(translate) or detect_lang(question) != "en":
+        if self.settings.query_translation == "off" or detect_lang(question) != "en":
             return []
-        translation = translate(question)
+        translation = answerer.translate(question)
         return [translation] if translation else []
 
     def _meta_answer(self, question: str, answerer) -> Answer | None:
@@ -389,7 +388,7 @@ class Assistant:
             return None
         lang = detect_lang(question)
         return Answer(text=meta_refusal(lang), refused=True, citations=[], question=question, lang=lang,
-                      mode=getattr(answerer, "mode", "extractive"), hits=[], standalone_question=question)
+                      mode=answerer.mode, hits=[], standalone_question=question)
 
     def ask(self, question: str, *, k: int | None = None, history=None, mode: str | None = None) -> Answer:
         answerer = self._answerer_for(mode)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from rag.text import cjk_count, posseg
+from rag.lang import detect_lang
+from rag.text import posseg
 
 _EN_LEAD = re.compile(
     r"^\s*(?:and\s+what\s+about|and\s+how\s+about|what\s+about|how\s+about|and\s+for|and\s+in|"
@@ -38,16 +40,21 @@ _ZH_MONTH = re.compile(r"(?:\d{1,2}|[一二三四五六七八九十]{1,3})月(?:
 _ZH_YEAR = re.compile(r"\d{4}年")
 _EN_PRONOUN = re.compile(r"\b(its|their|it|they|them|there|this city|that city|this province)\b", re.IGNORECASE)
 _ZH_PRONOUN = re.compile(r"(它们|它們|他们|他們|该市|該市|该省|該省|那里|那裡|那儿|這裡|这里|它|其)")
-_QUESTION_WORDS = {
-    "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "did", "does", "do", "is",
-    "are", "was", "were", "can", "could", "should", "would", "will", "according", "in", "the", "a",
-}
+
+
+@lru_cache(maxsize=1)
+def _question_words() -> frozenset[str]:
+    """English words that ask or frame a question (rag/data/question_words.json, the
+    gate's language facts): a capitalised one starts a question, not a name."""
+    from rag.answering.gate import question_words
+
+    facts = question_words()
+    asking = {cue for by_lang in facts["types"].values() for cue in by_lang["en"] if " " not in cue}
+    return frozenset(asking | set(facts["frame"]["en"]))
 
 
 def _is_chinese(text: str) -> bool:
-    cjk = cjk_count(text)
-    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
-    return cjk > 0 and cjk >= latin / 3
+    return detect_lang(text) != "en"
 
 
 def _previous_question(history: Sequence[tuple[str, str]]) -> str:
@@ -95,7 +102,7 @@ def _en_names(text: str) -> list[tuple[int, int]]:
     for m in re.finditer(r"[A-Z][\w'\-]*(?:\s+[A-Z][\w'\-]*)*", text):
         words = m.group(0).split()
         start = m.start()
-        while words and (words[0].lower() in _QUESTION_WORDS or words[0].lower() in _MONTHS):
+        while words and (words[0].lower() in _question_words() or words[0].lower() in _MONTHS):
             start += len(words[0]) + 1
             words = words[1:]
         while words and words[-1].lower() in _MONTHS:

@@ -74,9 +74,13 @@ class FakeExtractive:
     """Same protocol as the core's ExtractiveAnswerer; marks its answers so tests can tell."""
 
     mode = "extractive"
+    llm = None
 
     def __init__(self):
         self.calls = 0
+
+    def translate(self, question: str) -> str | None:
+        return None
 
     def answer(self, question: str, hits: list[Hit], lang: str) -> Answer:
         self.calls += 1

@@ -19,6 +19,10 @@ class ExtractiveAnswerer:
     """Builds an answer from retrieved sentences; refuses on weak support."""
 
     mode = "extractive"
+    llm = None  # no model: follow-ups are rewritten by rule, questions are not translated
+
+    def translate(self, question: str) -> str | None:
+        return None
 
     def __init__(self, gate: AnswerabilityGate | None = None, max_sentences: int = 2):
         self.gate = gate or AnswerabilityGate()

@@ -88,6 +88,11 @@ _QUOTED_RE = re.compile(r"《[^》]*》|「[^」]*」|“[^”]*”|\"[^\"]*\"|\
 
 class Answerer(Protocol):
     mode: str
+    llm: LLM | None  # the model follow-up questions are rewritten with, if any
+
+    def translate(self, question: str) -> str | None:
+        """The question in Chinese for retrieval, or None (no model to translate with)."""
+        ...
 
     def answer(self, question: str, hits: list[Hit], lang: str) -> Answer: ...
 
