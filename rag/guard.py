@@ -25,11 +25,6 @@ from rag.lang import detect_lang
 
 _DATA = Path(__file__).with_name("data") / "prompt_guard.json"
 
-META_REFUSAL = {
-    "en": "I answer questions about the documents; I do not discuss my own instructions.",
-    "zh-Hans": "我只回答关于文档内容的问题，不讨论我自己的指令。",
-    "zh-Hant": "我只回答關於文件內容的問題，不討論我自己的指令。",
-}
 REMOVED = "[…]"  # stands where an instruction-like sentence of a passage was
 
 
@@ -130,7 +125,9 @@ def is_meta_question(question: str) -> bool:
 
 
 def meta_refusal(lang: str) -> str:
-    return META_REFUSAL.get(lang, META_REFUSAL["en"])
+    from rag.answering.prompts import META_REFUSALS  # imported late: rag.answering imports this module
+
+    return META_REFUSALS.get(lang, META_REFUSALS["en"])
 
 
 def instruction_like(sentence: str) -> bool:

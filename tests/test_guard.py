@@ -9,7 +9,8 @@ import pytest
 from rag.answering.flow import LLMAnswerer
 from rag.answering.passages import build_messages
 from rag.answering.prompts import SYSTEM
-from rag.guard import META_REFUSAL, REMOVED, instruction_like, is_meta_question, leaks_prompt, quote_passage
+from rag.answering.prompts import META_REFUSALS as META_REFUSAL
+from rag.guard import REMOVED, instruction_like, is_meta_question, leaks_prompt, quote_passage
 from rag.types import Answer
 from tests.fakes_llm import FakeExtractive, ScriptedLLM, article_hits, hit
 

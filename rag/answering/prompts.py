@@ -174,6 +174,12 @@ REFUSALS = {
     "zh-Hant": "文件中沒有找到這個問題的答案。",
 }
 REFUSAL = REFUSALS
+# The reply to a question about the assistant's own instructions (rag/guard.py), in every mode.
+META_REFUSALS = {
+    "en": "I answer questions about the documents; I do not discuss my own instructions.",
+    "zh-Hans": "我只回答关于文档内容的问题，不讨论我自己的指令。",
+    "zh-Hant": "我只回答關於文件內容的問題，不討論我自己的指令。",
+}
 LEADS = {
     "en": "From the documents:",
     "zh-Hans": "根据文档：",
