@@ -180,19 +180,18 @@ def _tokenize_texts(texts: list[str]) -> list[list[str]]:
 class _Tokenizer:
     """Search tokens of the chunks, computed while the main thread embeds and writes.
 
-    jieba is pure Python: next to a model (torch releases the GIL) a thread is enough;
+    Cutting holds the GIL: next to a model (torch releases the GIL) a thread is enough;
     next to Chroma's writes (which hold the GIL) only another process runs alongside,
     so large batches go to a worker process (`python -m rag.tokenworker`: a fresh
     interpreter, nothing forked from this one's threads, no re-import of __main__).
-    A process also when jieba is not loaded here yet (`rag index`): its dictionary load
-    (about a second) then overlaps opening Chroma instead of following it."""
+    Small batches are cut in a thread: the tokeniser (rjieba, rag/tokens.py) loads its
+    dictionary in a fraction of a second, less than a process costs to start."""
 
-    PROCESS_MIN = 5000  # chunks; below this, when jieba is loaded here, a thread costs less
+    PROCESS_MIN = 5000  # chunks; below this a thread costs less than starting a process
     BACKGROUND_PROCESS_MIN = 500
     SLICE = 2000
 
     def __init__(self, chunks: list[Chunk]):
-        from rag.tokens import _jieba
         from rag.tokenworker import TokenizerProcess
 
         self.chunks = chunks
@@ -201,7 +200,7 @@ class _Tokenizer:
         # in the background (a server's upload) the process is niced and keeps the
         # GIL free for requests, so it is worth its start-up cost sooner
         least = self.BACKGROUND_PROCESS_MIN if is_background() else self.PROCESS_MIN
-        if texts and (len(texts) >= least or _jieba.cache_info().currsize == 0):
+        if len(texts) >= least:
             self.proc = TokenizerProcess([texts[i : i + self.SLICE] for i in range(0, len(texts), self.SLICE)])
         else:
             self.pool = ThreadPoolExecutor(1)

@@ -14,7 +14,7 @@ from pathlib import Path
 from rag.lang import detect_lang
 from rag.settings import Settings
 from rag.store import ChunkStore
-from rag.tokens import STOPWORDS, _jieba, tokenize  # noqa: F401  (re-exported: the search tokens live there)
+from rag.tokens import STOPWORDS, tokenize  # noqa: F401  (re-exported: the search tokens live there)
 from rag.types import Chunk, Hit
 
 log = logging.getLogger(__name__)
