@@ -325,11 +325,15 @@ class CorpusVocab:
         seen_docs: set[int] = set()
         splits = [(table, pieces, split) for table, pieces in zip(_reading_tables(), self._pieces)
                   for split in _splits(key, pieces, max_parts=4) if len(split) >= 2]
+        piece_pos: dict[tuple[int, str], object] = {}  # splits share pieces: read each once
         for table, pieces, split in splits:
             # the rarest piece bounds the chunks to read
             best = None
             for part in split:
-                pos = np.unique(np.concatenate([self.positions(t) for t in pieces[part]] or [np.zeros(0, np.int64)]))
+                pos = piece_pos.get((id(table), part))
+                if pos is None:
+                    pos = piece_pos[(id(table), part)] = np.unique(np.concatenate(
+                        [self.positions(t) for t in pieces[part]] or [np.zeros(0, np.int64)]))
                 if best is None or len(pos) < len(best):
                     best = pos
             if best is None or not len(best) or len(best) > _RUN_MAX_CHUNKS:
