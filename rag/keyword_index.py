@@ -326,6 +326,21 @@ class KeywordIndex:
         ids = self.token_ids([term])
         return len(self._postings(ids[0])[0]) if ids else 0
 
+    def positions(self, term: str) -> np.ndarray:
+        """Positions of the live chunks that contain the term (the English bridge reads which
+        terms occur together, rag.crossling.CorpusVocab)."""
+        ids = self.token_ids([term])
+        return self._postings(ids[0])[0] if ids else np.zeros(0, dtype=np.int32)
+
+    def texts(self, positions: list[int]) -> list[str | None]:
+        """Heading and text of the chunks at these positions (None where this segment
+        stores no texts: an index written before they were stored)."""
+        out = []
+        for i in positions:
+            c = self.chunk(i)
+            out.append(None if c is None else f"{c.heading} {c.text}")
+        return out
+
     def _rows(self):
         """(source name, chunk id) of every live document, base then delta."""
         b, d = self._b, self._d

@@ -138,7 +138,7 @@ class Searcher:
             if self._vocab is None:
                 from rag.crossling import CorpusVocab
 
-                self._vocab = CorpusVocab(self.keyword.vocab)
+                self._vocab = CorpusVocab(self.keyword.vocab, chunks=_ChunkTexts(self.keyword, self.store))
             return self._vocab
 
     def search(self, question: str, k: int | None = None, variants: list[str] | None = None) -> list[Hit]:
@@ -206,6 +206,26 @@ class Searcher:
                 kws = None if j is None else float(kw[j])
             hits.append(Hit(chunk, score, len(hits) + 1, dense_score.get(cid), kws))
         return hits
+
+
+class _ChunkTexts:
+    """The keyword index's term positions and chunk texts for the English bridge
+    (rag.crossling.CorpusVocab); texts an older keyword index lacks come from Chroma."""
+
+    def __init__(self, keyword, store: ChunkStore):
+        self.keyword, self.store = keyword, store
+        self.n_positions = keyword.n_positions
+
+    def positions(self, term: str):
+        return self.keyword.positions(term)
+
+    def texts(self, positions: list[int]) -> list[str | None]:
+        out = self.keyword.texts(positions)
+        missing = {self.keyword.chunk_id(i): n for n, (i, t) in enumerate(zip(positions, out)) if t is None}
+        if missing:
+            for cid, c in self.store.get(list(missing)).items():
+                out[missing[cid]] = f"{c.heading} {c.text}"
+        return out
 
 
 VARIANT_DEPTH = 20  # hits taken from each query variant's list before fusing

@@ -177,3 +177,63 @@ def test_index_build_and_cache_roundtrip(tmp_path, monkeypatch):
     again = crossling._load_index()
     assert again.simp is not None
     assert crossling._lookup_phrase("state council", again)[0] == "国务院"
+
+
+# ---- what the documents themselves tell the bridge ------------------------------------
+
+from rag.crossling import CorpusVocab, bridge_groups  # noqa: E402
+
+
+def test_diacritics_are_folded_in_question_words():
+    toks = [low for _, low in crossling._tokens("Chūzan Seifu, Krstajić and Đông Sơn")]
+    assert toks == ["chuzan", "seifu", "krstajic", "and", "dong", "son"]
+    assert crossling.latin_key("Endō") == "endo"
+
+
+def test_name_cut_in_pieces_by_the_tokeniser_is_read_from_the_text():
+    # jieba cuts the rare name 罗彦瓌 into 罗彦 + 瓌: no single term reads "luoyangui"
+    texts = ["罗彦瓌（923年－969年），太原人，北宋时军事将领。", "洛阳归来的人很多。", "其他内容"]
+    vocab = CorpusVocab.from_texts(texts)
+    assert "罗彦瓌" not in vocab and "罗彦" in vocab
+    assert bridge_groups("Where was Luo Yangui from?", vocab) == [["罗彦瓌"]]
+    # without the texts (terms only) the name cannot be found
+    assert "罗彦瓌" not in bridge_terms("Where was Luo Yangui from?", CorpusVocab(vocab.terms))
+    # a run must start and end where the tokeniser cuts: 洛阳归 is half of 洛阳 + 归来
+    assert not any("洛阳归" in t for t in bridge_terms("Who was Luo Yanggui?", vocab))
+
+
+def test_sino_vietnamese_readings_match_document_terms():
+    vocab = CorpusVocab.from_texts(["东山文化是越南北部的史前文化。", "越服是越南的传统服饰。", "山东是中国的省份。"])
+    groups = bridge_groups("When did the Dong Son culture flourish?", vocab)
+    assert "东山" in groups[0]
+    # Vietnamese writes the second syllable of a common noun in lower case
+    assert ["越服"] in bridge_groups("Which clothing does Việt phục resemble?", vocab)
+    # an English word that happens to be a reading is not taken unless a term reads so
+    assert not any("山东" in g for g in groups)
+
+
+def test_latin_name_in_another_form_matches_the_documents_term():
+    vocab = CorpusVocab.from_texts(["半甲齿龟属于齿龟科（Odontochelyidae），化石发现于贵州。",
+                                    "维也纳奥古斯丁教堂（德语：Augustinerkirche）", "odor odyssey"])
+    assert "odontochelyidae" in bridge_terms("How long was Odontochelys?", vocab)
+    assert "augustinerkirche" in bridge_terms("When was the Augustinian Church built?", vocab)
+    assert vocab.latin_near("odometer") == []      # shares only "odo": no stem in common
+    assert vocab.latin_near("odont") == []         # too short to judge
+    # without a vocabulary the word stays as written
+    assert "odontochelys" in bridge_terms("How long was Odontochelys?", CorpusVocab({"齿龟"}))
+
+
+def test_sense_of_an_ambiguous_word_follows_what_the_documents_say_with_the_others():
+    texts = ["深圳体育场可容纳32500名观众，是一座综合体育场。",
+             "运动会在北京举行，开幕式于8月举行。", "公司举办了一次年会。", "他保持了纪录。"]
+    vocab = CorpusVocab.from_texts(texts)
+    q = "How many spectators can Shenzhen Stadium hold?"
+    hold = bridge_groups(q, vocab)[-1]
+    assert "容纳" in hold
+    # without the chunks, the dictionary's order among the documents' terms decides
+    assert "容纳" not in bridge_groups(q, CorpusVocab(vocab.terms))[-1]
+
+
+def test_loanwords_are_not_treated_as_rare_senses():
+    # CC-CEDICT marks 俱乐部 "(loanword)": a common modern word, not a classical one
+    assert bridge_terms("club")[0] == "俱乐部"

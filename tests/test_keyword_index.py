@@ -307,3 +307,22 @@ def test_large_batches_are_tokenised_in_a_worker_process(settings_for, fake_embe
     out = subprocess.run([sys.executable, str(tmp_path / "user_script.py")], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.split()[-1]) == r.total_chunks
+
+
+def test_bridge_reads_term_positions_and_texts_from_the_live_index(settings_for, fake_embedder, workdir,
+                                                                    monkeypatch):
+    """The English bridge's CorpusVocab sees which chunks hold a term and their texts (from
+    the stored keyword index; from Chroma for an index that stores none)."""
+    (workdir / "seeds" / "name.txt").write_text("罗彦瓌，太原人，北宋时军事将领。\n", encoding="utf-8")
+    s = settings_for()
+    index_folder(s, fake_embedder)
+    store = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url)
+    searcher = Searcher(s, store, fake_embedder)
+    vocab = searcher.vocab
+    pos = vocab.positions("罗彦")
+    assert len(pos) == 1 and "罗彦瓌" in vocab.chunks.texts(pos.tolist())[0]
+    assert len(vocab.positions("没有这个词")) == 0
+    assert vocab.name_runs("luoyangui") == ["罗彦瓌"]
+    # an older keyword index without texts: the texts come from Chroma
+    monkeypatch.setattr(KeywordIndex, "chunk", lambda self, i: None)
+    assert "罗彦瓌" in vocab.chunks.texts(pos.tolist())[0]
