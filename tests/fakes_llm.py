@@ -106,7 +106,7 @@ class FakeExtractive:
 
         return Support(bool(hits), 1.0 if hits else 0.0, list(range(min(3, len(hits)))))
 
-    def pick_spans(self, question, hits, allowed, q=None):
+    def pick_spans(self, question, hits, allowed, q=None, scores=None):
         return []
 
 

@@ -338,8 +338,8 @@ class LLMAnswerer:
             if not sup.answerable:
                 return Selection([], False, [], [])
             passing = [i for i in sup.passing if 0 <= i < len(hits)]
-            spans = [sp for sp in self.extractive.pick_spans(question, hits, passing, q=sup.question)
-                     if 0 <= sp[0] < len(hits)]
+            picked = self.extractive.pick_spans(question, hits, passing, q=sup.question, scores=sup.scores)
+            spans = [sp for sp in picked if 0 <= sp[0] < len(hits)]
             order = list(dict.fromkeys([hi for hi, _, _ in spans] + passing + order))
         if lang == "en" and spans:
             # English: only the evidence sentences. The model translates what it reads, so

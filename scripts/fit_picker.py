@@ -1,0 +1,191 @@
+"""Fit the extractive answer's sentence picker (rag/data/picker.json) on the development sets.
+
+    python scripts/fit_picker.py [--reuse] [--check]
+
+For every set of evals/sets.toml (its questions over its own corpus, indexed as
+`rag eval` does) each answerable question is searched and judged by the gate as
+in `rag eval`; every sentence of the passages the gate passes becomes an
+example, labelled by whether it holds the question's expected answer facts
+(`answer_must`). A pairwise logistic regression (scikit-learn; each pair is an
+answering sentence against a non-answering one of the same question, as a
+feature difference, no intercept) gives a linear score whose differences are
+log-odds. It is cross-validated with the sets grouped by corpus: each corpus is
+judged by a model fitted without it, and the file stores those out-of-fold
+figures (the share of questions whose first picked sentence holds the answer,
+the old hand-weighted picker's next to it). `--check` refits and fails when
+the stored file differs, so the data file is reproducible.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# A second sentence joins the first when the model is less than 75 % sure the first is the
+# better answer: their scores within log(0.75 / 0.25).
+MARGIN = round(math.log(3.0), 6)
+
+
+def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[dict]:
+    """One row per answerable question the gate lets through: its candidate sentences."""
+    from rag.answering.extractive import passage_sentences
+    from rag.answering.gate import AnswerabilityGate
+    from rag.embedmodel import load_embedder
+    from rag.evaluate import facts_ok, load_manifest, load_questions, open_set_assistant
+    from rag.settings import Settings
+
+    settings = Settings(llm="extractive")
+    embedder = load_embedder(settings)
+    rows: list[dict] = []
+    for spec in load_manifest(manifest):
+        a = open_set_assistant(spec, settings, cache, embedder=embedder)
+        s = a.searcher
+        group = spec.corpus.name if spec.corpus.name != "corpus" else spec.corpus.parent.name
+        gate = AnswerabilityGate(corpus=s)
+        k = max(5, settings.top_k)  # as rag eval asks
+        t0 = time.perf_counter()
+        for it in load_questions(spec.questions):
+            if not it.answerable or not it.answer_must:
+                continue
+            hits = s.search(it.question, k)
+            sup = gate.check(it.question, hits)
+            sents = []
+            for hi in sup.passing:
+                text = hits[hi].chunk.text
+                for a0, b0, feats in passage_sentences(sup.question, hits, hi, sup.scores[hi]):
+                    sents.append({"hit": hi, "start": a0, "end": b0, "features": feats,
+                                  "label": facts_ok(text[a0:b0], it.answer_must)})
+            if sents:
+                rows.append({"set": spec.name, "group": group, "id": it.id, "lang": it.lang,
+                             "question": it.question, "sentences": sents})
+        print(f"{spec.name}: {sum(r['set'] == spec.name for r in rows)} rows in {time.perf_counter() - t0:.1f} s",
+              flush=True)
+        if rows_file is not None:
+            rows_file.parent.mkdir(parents=True, exist_ok=True)
+            rows_file.write_text(dump_rows(rows), encoding="utf-8")
+    return rows
+
+
+def dump_rows(rows: list[dict]) -> str:
+    """One row per line, features rounded: a reviewable data file."""
+    def rounded(r):
+        return {**r, "sentences": [{**s, "features": {k: round(v, 5) for k, v in s["features"].items()}}
+                                   for s in r["sentences"]]}
+
+    return "\n".join(json.dumps(rounded(r), ensure_ascii=False) for r in rows) + "\n"
+
+
+def load_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _x(sentence: dict) -> list[float]:
+    from rag.answering.extractive import SENTENCE_FEATURES
+
+    return [sentence["features"][k] for k in SENTENCE_FEATURES]
+
+
+def _fit(rows: list[dict], c: float):
+    from sklearn.linear_model import LogisticRegression
+
+    allx = np.array([_x(s) for r in rows for s in r["sentences"]], dtype=float)
+    scale = allx.std(0)
+    scale[scale == 0] = 1.0
+    X, y = [], []
+    for r in rows:
+        pos = [np.array(_x(s)) for s in r["sentences"] if s["label"]]
+        neg = [np.array(_x(s)) for s in r["sentences"] if not s["label"]]
+        for p in pos:
+            for n in neg:
+                X += [(p - n) / scale, (n - p) / scale]
+                y += [1, 0]
+    clf = LogisticRegression(C=c, fit_intercept=False, max_iter=5000).fit(np.array(X), np.array(y))
+    return scale, clf.coef_[0]
+
+
+def _first_ok(row: dict, scale, coef) -> bool:
+    z = [float((np.array(_x(s)) / scale) @ coef) for s in row["sentences"]]
+    best = max(range(len(z)), key=lambda i: (z[i], -i))  # ties: passages' order, then document order
+    return bool(row["sentences"][best]["label"])
+
+
+def _old_first_ok(row: dict) -> bool:
+    """The hand-weighted picker this model replaced: covered terms (spread-discounted)
+    + 0.3 for the kind asked + 0.1 a name + 0.1 / (passage order + 1)."""
+    def old(s):
+        f = s["features"]
+        names = f["names"]  # a share here; the old picker counted names, the same order within a question
+        return f["cover_spread"] + 0.3 * f["kind"] + 0.1 * names + 0.1 * f["inv_rank"]
+
+    sents = row["sentences"]
+    best = max(range(len(sents)), key=lambda i: (old(sents[i]), -i))
+    return bool(sents[best]["label"])
+
+
+def fit(rows: list[dict], c: float) -> dict:
+    from rag.answering.extractive import SENTENCE_FEATURES
+
+    groups = sorted({r["group"] for r in rows})
+    cv = {}
+    for g in groups:
+        scale, coef = _fit([r for r in rows if r["group"] != g], c)
+        for name in sorted({r["set"] for r in rows if r["group"] == g}):
+            sub = [r for r in rows if r["set"] == name]
+            cv[name] = {"first_sentence_answers": round(float(np.mean([_first_ok(r, scale, coef) for r in sub])), 3),
+                        "hand_weighted_picker": round(float(np.mean([_old_first_ok(r) for r in sub])), 3),
+                        "questions": len(sub)}
+    scale, coef = _fit(rows, c)
+    return {
+        "about": "Sentence picker of extractive answers (rag/answering/extractive.py), "
+                 "fitted by scripts/fit_picker.py; do not edit by hand.",
+        "features": SENTENCE_FEATURES,
+        "scale": [round(float(v), 6) for v in scale],
+        "coef": [round(float(v), 6) for v in coef],
+        "margin": MARGIN,
+        "fit": {"C": c, "sets": sorted({r["set"] for r in rows}), "questions": len(rows),
+                "sentences": sum(len(r["sentences"]) for r in rows)},
+        "cross_validation": {"folds": "one per corpus group: " + ", ".join(groups), "by_set": cv},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--manifest", default=str(ROOT / "evals" / "sets.toml"), help="the eval sets (rag eval's manifest)")
+    p.add_argument("--out", default=str(ROOT / "rag" / "data" / "picker.json"))
+    p.add_argument("--cache", default=str(ROOT / "runs" / ".index-cache"), help="where the sets are indexed (shared with rag eval)")
+    p.add_argument("--rows", default=str(ROOT / "evals" / "picker-rows.json"),
+                   help="the sentence rows collected from the sets (written; read back with --reuse)")
+    p.add_argument("--reuse", action="store_true", help="fit on the stored rows instead of collecting them")
+    p.add_argument("--C", type=float, default=0.1)
+    p.add_argument("--check", action="store_true", help="fail when the fitted model differs from --out")
+    args = p.parse_args(argv)
+    from rag.settings import offline_environment
+
+    offline_environment()
+    rows_file = Path(args.rows)
+    rows = load_rows(rows_file) if args.reuse and rows_file.is_file() else collect(
+        Path(args.manifest), Path(args.cache), rows_file)
+    model = fit(rows, args.C)
+    for name, m in model["cross_validation"]["by_set"].items():
+        print(f"{name:14s} {m}")
+    out = Path(args.out)
+    if args.check:
+        old = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None
+        same = old is not None and all(np.allclose(old[k], model[k], atol=1e-3) for k in ("scale", "coef"))
+        print("picker.json reproduced" if same else "picker.json differs from a fresh fit")
+        return 0 if same else 1
+    out.write_text(json.dumps(model, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
