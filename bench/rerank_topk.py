@@ -18,7 +18,6 @@ moved drcd 0.933 -> 0.967 and seed-heldout 0.882 -> 0.912 but crosslingual
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from rag.answering.extractive import focus_chars, question_bigrams  # noqa: E402
 from rag.types import Hit  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from fit_gate import dump_rows, load_rows  # noqa: E402  (the same row files as the gate's)
 
 COLLECT_DEPTH = 10
 _NO_GATE = {"threshold": {"en": 0.5, "zh": 0.5}, "features": []}  # the gate's readings, not its model
@@ -123,17 +125,6 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
             rows_file.parent.mkdir(parents=True, exist_ok=True)
             rows_file.write_text(dump_rows(rows), encoding="utf-8")
     return rows
-
-
-def dump_rows(rows: list[dict]) -> str:
-    def rounded(r):
-        return {**r, "features": [{k: round(v, 5) for k, v in f.items()} for f in r["features"]]}
-
-    return "\n".join(json.dumps(rounded(r), ensure_ascii=False) for r in rows) + "\n"
-
-
-def load_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _X(row: dict, depth: int, names: list[str]) -> np.ndarray:
