@@ -114,3 +114,15 @@ def test_the_model_decides_the_order_and_a_second_sentence_only_within_its_margi
     assert len(spans) == 2 and text[spans[1][1]:spans[1][2]].startswith("灰斑蛙")
     narrow = ExtractiveAnswerer(picker=_picker({"kind": 3.0, "first": 1.0}, 1.5))
     assert len(_pick(narrow, q, hits)) == 1
+
+
+def test_a_second_sentence_from_another_passage_must_name_what_the_question_names():
+    # a margin so wide that every sentence is "nearly as good": only the names rule decides
+    wide = ExtractiveAnswerer(picker=_picker({"first": 1.0}, 100.0))
+    q = "上海8月推出了什么？"
+    other_city = [hit("今年8月，上海推出人工智能制造实施方案。", 1), hit("今年5月，浙江印发人工智能若干措施。", 2)]
+    spans = _pick(wide, q, other_city)
+    assert [s[0] for s in spans] == [0]
+    same_city = [hit("今年8月，上海推出人工智能制造实施方案。", 1), hit("8月底，上海还推出了算力券。", 2)]
+    spans = _pick(wide, q, same_city)
+    assert sorted(s[0] for s in spans) == [0, 1]

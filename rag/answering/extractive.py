@@ -192,6 +192,8 @@ class ExtractiveAnswerer:
         for score, hi, a, b in scored:
             if picked and score < scored[0][0] - margin:
                 break  # a second sentence only when it is nearly as likely to answer
+            if picked and hi != picked[0][0] and not _names_all_in(q, hits[hi].chunk.text[a:b]):
+                continue  # another passage's sentence that is not about what the question names
             if picked and first_english and CJK_RE.search(hits[hi].chunk.text[a:b]):
                 continue  # an answer found in the asker's language is not padded with another's
             if not picked:
@@ -236,3 +238,10 @@ class ExtractiveAnswerer:
         ans = self.answer(question, hits, lang)
         yield ans.text
         yield ans
+
+
+def _names_all_in(q: Question, sentence: str) -> bool:
+    """Whether the sentence holds every name and number the question mentions (any of each
+    one's spellings): a second sentence from another passage must be about the same thing."""
+    simp = to_simplified(sentence).lower()
+    return all(any(alt in simp for alt in alts) for alts in q.names)
