@@ -275,10 +275,28 @@ def test_searcher_follows_an_index_written_by_another_process(settings_for, fake
     assert not any("蚌埠" in h.chunk.text for h in reader.search("蚌埠 龙虾节"))
     (workdir / "seeds" / "new.txt").write_text("蚌埠市举办了第一届龙虾节。", encoding="utf-8")
     index_folder(s, fake_embedder)  # another writer: the reader is not told
-    assert "蚌埠" in reader.search("蚌埠 龙虾节")[0].chunk.text
+    # the keyword index is followed at once; a Chroma server may show the new vector to
+    # queries a moment later (under load it lagged: the chunk then tied with the best dense
+    # hit), so rank 1 is waited for, briefly
+    assert any("蚌埠" in h.chunk.text for h in reader.search("蚌埠 龙虾节"))
+    assert _first_within("蚌埠", lambda: reader.search("蚌埠 龙虾节"))
     assert reader.status()["chunks"] == n + 1
     index_folder(s, fake_embedder, rebuild=True)  # a new build: followed too
-    assert "蚌埠" in reader.search("蚌埠 龙虾节")[0].chunk.text
+    assert any("蚌埠" in h.chunk.text for h in reader.search("蚌埠 龙虾节"))
+    assert _first_within("蚌埠", lambda: reader.search("蚌埠 龙虾节"))
+
+
+def _first_within(needle: str, search, seconds: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        hits = search()
+        if hits and needle in hits[0].chunk.text:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
 
 
 def test_large_batches_are_tokenised_in_a_worker_process(settings_for, fake_embedder, monkeypatch, tmp_path):
