@@ -9,7 +9,6 @@ by a pairwise logistic model over sentence signals, fitted by
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from functools import lru_cache
@@ -22,6 +21,8 @@ from rag.answering.gate import (
     Support,
     _cues,
     has_kind,
+    load_fitted,
+    names_held,
     question_words,
     sentence_tokens,
 )
@@ -122,11 +123,7 @@ def passage_sentences(q: Question, hits: list[Hit], hi: int, gate_score: float,
 
 @lru_cache(maxsize=1)
 def load_picker(path: Path = PICKER_FILE) -> dict:
-    model = json.loads(Path(path).read_text(encoding="utf-8"))
-    if model.get("features") != SENTENCE_FEATURES:
-        raise RuntimeError(f"{path}: fitted for features {model.get('features')}, code has {SENTENCE_FEATURES}; "
-                           "rerun scripts/fit_picker.py")
-    return model
+    return load_fitted(path, SENTENCE_FEATURES, "scripts/fit_picker.py")
 
 
 def sentence_score(model: dict, feats: dict[str, float]) -> float:
@@ -192,7 +189,8 @@ class ExtractiveAnswerer:
         for score, hi, a, b in scored:
             if picked and score < scored[0][0] - margin:
                 break  # a second sentence only when it is nearly as likely to answer
-            if picked and hi != picked[0][0] and not _names_all_in(q, hits[hi].chunk.text[a:b]):
+            if picked and hi != picked[0][0] and \
+                    names_held(q, to_simplified(hits[hi].chunk.text[a:b]).lower()) < len(q.names):
                 continue  # another passage's sentence that is not about what the question names
             if picked and first_english and CJK_RE.search(hits[hi].chunk.text[a:b]):
                 continue  # an answer found in the asker's language is not padded with another's
@@ -238,10 +236,3 @@ class ExtractiveAnswerer:
         ans = self.answer(question, hits, lang)
         yield ans.text
         yield ans
-
-
-def _names_all_in(q: Question, sentence: str) -> bool:
-    """Whether the sentence holds every name and number the question mentions (any of each
-    one's spellings): a second sentence from another passage must be about the same thing."""
-    simp = to_simplified(sentence).lower()
-    return all(any(alt in simp for alt in alts) for alts in q.names)

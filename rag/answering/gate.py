@@ -225,7 +225,7 @@ class AnswerabilityGate:
         dense = [x.dense_score for x in hits[:TOP_PASSAGES] if x.dense_score is not None]
         kws = [x.keyword_score or 0.0 for x in hits[:TOP_PASSAGES]]
         years = set(_YEAR_RE.findall(simp))
-        name_hits = sum(any(a in simp for a in alts) for alts in q.names)
+        name_hits = names_held(q, simp)
         return {
             "dense": h.dense_score if h.dense_score is not None else (min(dense) if dense else 0.0),
             "dense_gap": (h.dense_score or 0.0) - max(dense) if dense and h.dense_score is not None else -0.1,
@@ -270,9 +270,20 @@ class AnswerabilityGate:
         return Support(bool(passing), best, passing, scores, q.kind, reason, q)
 
 
-def load_model(path: Path = MODEL_FILE) -> dict:
+def load_fitted(path: Path, features: list[str], fit_script: str) -> dict:
+    """A fitted model file (rag/data/*.json), checked to be fitted for these features."""
     model = json.loads(Path(path).read_text(encoding="utf-8"))
-    if model.get("features") != FEATURES:
-        raise RuntimeError(f"{path}: fitted for features {model.get('features')}, code has {FEATURES}; "
-                           "rerun scripts/fit_gate.py")
+    if model.get("features") != features:
+        raise RuntimeError(f"{path}: fitted for features {model.get('features')}, code has {features}; "
+                           f"rerun {fit_script}")
     return model
+
+
+def load_model(path: Path = MODEL_FILE) -> dict:
+    return load_fitted(path, FEATURES, "scripts/fit_gate.py")
+
+
+def names_held(q: Question, simp: str) -> int:
+    """How many of the names and numbers the question mentions the (simplified, lower-cased)
+    text holds, in any of each one's spellings."""
+    return sum(any(a in simp for a in alts) for alts in q.names)
