@@ -31,7 +31,7 @@ from rag.answering.extractive import focus_chars, question_bigrams  # noqa: E402
 from rag.types import Hit  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from fit_gate import dump_rows, load_rows  # noqa: E402  (the same row files as the gate's)
+from fit_gate import checkpoint_rows, load_rows  # noqa: E402  (the same row files as the gate's)
 
 COLLECT_DEPTH = 10
 _NO_GATE = {"threshold": {"en": 0.5, "zh": 0.5}, "features": []}  # the gate's readings, not its model
@@ -119,11 +119,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
                 "features": [features(gate, q, hits, i, grams) for i in range(len(hits))],
                 "labels": [supports(h.chunk.text, it.evidence) for h in hits],
             })
-        print(f"{spec.name}: {sum(r['set'] == spec.name for r in rows)} rows in {time.perf_counter() - t0:.1f} s",
-              flush=True)
-        if rows_file is not None:
-            rows_file.parent.mkdir(parents=True, exist_ok=True)
-            rows_file.write_text(dump_rows(rows), encoding="utf-8")
+        checkpoint_rows(spec.name, rows, t0, rows_file)
     return rows
 
 

@@ -76,11 +76,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
                     "features": [gate.features(q, top, i) for i in range(len(top))],
                     "labels": [bool(answerable and supports(h.chunk.text, it.evidence)) for h in top],
                 })
-        n = sum(r["set"] == spec.name for r in rows)
-        print(f"{spec.name}: {n} rows in {time.perf_counter() - t0:.1f} s", flush=True)
-        if rows_file is not None:  # a long run keeps what it has collected so far
-            rows_file.parent.mkdir(parents=True, exist_ok=True)
-            rows_file.write_text(dump_rows(rows), encoding="utf-8")
+        checkpoint_rows(spec.name, rows, t0, rows_file)
     return rows
 
 
@@ -127,6 +123,16 @@ def dump_rows(rows: list[dict]) -> str:
 
 def load_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def checkpoint_rows(set_name: str, rows: list[dict], t0: float, rows_file: Path | None, dump=None) -> None:
+    """Say how many rows a set gave and how long it took; a long run keeps what it has
+    collected so far in rows_file (written with `dump`, this module's dump_rows by default)."""
+    n = sum(r["set"] == set_name for r in rows)
+    print(f"{set_name}: {n} rows in {time.perf_counter() - t0:.1f} s", flush=True)
+    if rows_file is not None:
+        rows_file.parent.mkdir(parents=True, exist_ok=True)
+        rows_file.write_text((dump or dump_rows)(rows), encoding="utf-8")
 
 
 def _blank_model() -> dict:

@@ -28,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+from fit_gate import checkpoint_rows, load_rows  # noqa: E402  (the gate's row files, same format per line)
 
 # A second sentence joins the first when the model is less than 75 % sure the first is the
 # better answer: their scores within log(0.75 / 0.25).
@@ -66,11 +68,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
             if sents:
                 rows.append({"set": spec.name, "group": group, "id": it.id, "lang": it.lang,
                              "question": it.question, "sentences": sents})
-        print(f"{spec.name}: {sum(r['set'] == spec.name for r in rows)} rows in {time.perf_counter() - t0:.1f} s",
-              flush=True)
-        if rows_file is not None:
-            rows_file.parent.mkdir(parents=True, exist_ok=True)
-            rows_file.write_text(dump_rows(rows), encoding="utf-8")
+        checkpoint_rows(spec.name, rows, t0, rows_file, dump_rows)
     return rows
 
 
@@ -81,10 +79,6 @@ def dump_rows(rows: list[dict]) -> str:
                                    for s in r["sentences"]]}
 
     return "\n".join(json.dumps(rounded(r), ensure_ascii=False) for r in rows) + "\n"
-
-
-def load_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _x(sentence: dict) -> list[float]:
