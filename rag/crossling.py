@@ -196,6 +196,86 @@ def _viet_readings() -> dict[int, tuple[str, ...]]:
     return {}
 
 
+_LONG_VOWELS = (("ou", "o"), ("oo", "o"), ("uu", "u"))
+_JA_READINGS_PER_CHAR = 6
+
+
+def _romaji_key(text: str) -> str:
+    """A Latin key with Japanese long vowels folded, as English usually writes them
+    (Endō, Endo and "endou" -> "endo", Ōno -> "ono")."""
+    key = latin_key(text)
+    for a, b in _LONG_VOWELS:
+        key = key.replace(a, b)
+    return key
+
+
+@lru_cache(maxsize=1)
+def _japanese_readings() -> dict[int, tuple[str, ...]]:
+    """Code point -> Japanese readings of a kanji in Hepburn romaji, long vowels folded
+    (実 -> "mi", "jitsu", "minoru", ...; name readings included), from the kanji dictionary
+    the ``pykakasi`` package ships (GPL-3+, read as data); empty when it is not installed.
+    English writes Japanese names by these readings (Minoru Endō = 远藤实), which neither
+    pinyin nor Sino-Vietnamese give. The simplified and traditional forms of a kanji
+    (实, 實 for 実) share its readings, as the documents may use any of them."""
+    try:
+        import pickle
+
+        import pykakasi
+        from pykakasi.properties import Configurations
+    except ImportError:
+        return {}
+    from rag.lang import to_simplified
+
+    with open(Configurations.dictpath(Configurations.jisyo_kanwa), "rb") as fh:
+        kanwa = pickle.load(fh)  # the package's own data file, as pykakasi itself loads it
+    with open(Configurations.dictpath(Configurations.jisyo_itaiji), "rb") as fh:
+        itaiji = pickle.load(fh)  # old form -> current form (實 -> 実)
+    conv = pykakasi.kakasi()
+    romaji: dict[str, str] = {}
+
+    def hepburn(kana: str) -> str:
+        if kana not in romaji:
+            romaji[kana] = _romaji_key("".join(x["hepburn"] for x in conv.convert(kana)))
+        return romaji[kana]
+
+    out: dict[int, list[str]] = {}
+
+    def add(ch: str, keys: list[str]) -> None:
+        have = out.setdefault(ord(ch), [])
+        for k in keys:
+            if k and k not in have and len(have) < _JA_READINGS_PER_CHAR:
+                have.append(k)
+
+    for cp, entries in kanwa.items():
+        ch = chr(cp)
+        keys = [hepburn(kana) for kana, _ in entries.get(ch, ())]
+        add(ch, keys)
+        add(to_simplified(ch)[:1] or ch, keys)
+    for old, new in itaiji.items():
+        old_ch = chr(old) if isinstance(old, int) else old
+        new_ch = chr(new) if isinstance(new, int) else new
+        keys = out.get(ord(new_ch[:1])) if new_ch else None
+        if keys and len(old_ch) == 1:
+            add(old_ch, list(keys))
+            add(to_simplified(old_ch)[:1] or old_ch, list(keys))
+    return {cp: tuple(v) for cp, v in out.items() if v}
+
+
+def _reads_as(term: str, key: str, table: dict[int, tuple[str, ...]]) -> bool:
+    """Whether some reading of each character of `term`, in order, spells `key` exactly."""
+    stack = [(0, 0)]
+    while stack:
+        i, off = stack.pop()
+        if i == len(term):
+            if off == len(key):
+                return True
+            continue
+        for r in table.get(ord(term[i]), ()):
+            if key.startswith(r, off):
+                stack.append((i + 1, off + len(r)))
+    return False
+
+
 def _reading_tables() -> list[dict[int, tuple[str, ...]]]:
     """How names of Chinese characters are spelled in Latin letters: pinyin, and the
     Sino-Vietnamese readings when available."""
@@ -237,6 +317,7 @@ class CorpusVocab:
         self._pinyin: dict[str, list[str]] | None = None
         self._pieces: dict[str, list[str]] | None = None
         self._latin: list[str] | None = None
+        self._ja_first: dict[str, list[str]] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -273,6 +354,28 @@ class CorpusVocab:
                 pieces.append(system)
             self._pieces = pieces
             self._pinyin = index
+
+    def japanese(self, key: str, limit: int = _PER_WORD) -> list[str]:
+        """The documents' terms of 2-4 characters that read as the romaji `key` in Japanese
+        (see `_japanese_readings`; long vowels folded): "endominoru" -> 远藤实. Terms are
+        indexed by the readings of their first character (built on first use)."""
+        table = _japanese_readings()
+        if not table or len(key) < 4:
+            return []
+        with self._lock:
+            if self._ja_first is None:
+                first: dict[str, list[str]] = {}
+                for t in self.terms:
+                    if 2 <= len(t) <= 4 and all(_HAN_RX.match(c) for c in t):
+                        for r in table.get(ord(t[0]), ()):
+                            first.setdefault(r, []).append(t)
+                self._ja_first = first
+        out = []
+        for p in range(1, min(len(key), 8) + 1):
+            for t in self._ja_first.get(key[:p], ()):
+                if _reads_as(t, key, table) and t not in out:
+                    out.append(t)
+        return sorted(out, key=len, reverse=True)[:limit]
 
     def latin_terms(self) -> list[str]:
         """The documents' Latin-script terms (original names, Latin binomials), sorted."""
@@ -935,6 +1038,20 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
         runs = vocab.name_runs(key)
         if runs:
             return runs, size
+    # a Japanese name: English gives it by its Japanese reading, given name first
+    # ("Minoru Endō" -> 远藤实), so the family-name-first order is tried too
+    for size in (2, 1):
+        span = toks[i:i + size]
+        if len(span) < size or not all(t[0][:1].isupper() for t in span) or any(
+                not t[0].isalpha() for t in span):
+            continue
+        keys = [_romaji_key(t[0]) for t in span]
+        if len("".join(keys)) < 5:
+            continue
+        for order in ([keys, keys[::-1]] if size == 2 else [keys]):
+            terms = vocab.japanese("".join(order))
+            if terms:
+                return terms, size
     return [], 0
 
 
@@ -1051,3 +1168,4 @@ def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[
 def warm() -> None:
     """Load (or build) the index now, e.g. at server start, not on the first query."""
     _index()
+    _japanese_readings()

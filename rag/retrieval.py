@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rag.lang import detect_lang
 from rag.settings import Settings
+from rag.text import CJK_RE
 from rag.store import ChunkStore
 from rag.tokens import STOPWORDS, tokenize  # noqa: F401  (re-exported: the search tokens live there)
 from rag.types import Chunk, Hit
@@ -36,6 +37,25 @@ def query_tokens(question: str, terms: list[str] | None = None) -> list[str]:
     for term in bridge(question) if terms is None else terms:
         toks.extend(tokenize(term))
     return toks
+
+
+def _with_pieces(toks: list[str], keyword) -> list[str]:
+    """The question's tokens, plus the characters of each Chinese token that no document
+    holds and that holds no token the documents do: jieba glues words it does not know in
+    the question (元详封北海王 -> 详封, 王是) or keeps an idiom whole (一步到位) where the
+    documents were cut otherwise, and such a token would match nothing. Its characters
+    (minus stopwords) still can. A token with a known word inside (时间跨度: 时间) is left
+    alone: that word is searched already, and its other characters are mostly noise."""
+    uniq = list(dict.fromkeys(toks))
+    unknown = {t for t in uniq if not keyword.doc_freq(t)}
+    out, extra = list(toks), []
+    for t in uniq:
+        if t not in unknown or len(t) < 2 or not all(CJK_RE.match(c) for c in t):
+            continue
+        if any(k != t and k not in unknown and k in t for k in uniq):
+            continue
+        extra.extend(c for c in t if c not in STOPWORDS and c not in extra)
+    return out + extra
 
 
 def _minmax(values: list[float], floor: float | None = None) -> list[float]:
@@ -172,7 +192,7 @@ class Searcher:
         if terms:
             queries.append((" ".join(terms), s.bridge_dense_weight))
         vecs = self.embedder.embed_queries([q for q, _ in queries])
-        kw = keyword.scores(query_tokens(question, terms))
+        kw = keyword.scores(query_tokens(question, terms) if terms else _with_pieces(tokenize(question), keyword))
         kw_order = keyword.top(kw, s.keyword_candidates)
         fused: dict[str, float] = {}
         dense_score: dict[str, float] = {}

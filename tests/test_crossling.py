@@ -212,6 +212,21 @@ def test_sino_vietnamese_readings_match_document_terms():
     assert not any("山东" in g for g in groups)
 
 
+def test_japanese_names_match_by_their_japanese_reading():
+    vocab = CorpusVocab.from_texts(["远藤实（），二战后日本歌谣界最具代表性的作曲家之一，曾写下五千多首作品。",
+                                    "东京是日本的首都。", "远藤是一个姓氏。"])
+    # given name first, as English writes it; long vowel marked, or not
+    assert "远藤实" in bridge_terms("How many works did Minoru Endō write?", vocab)
+    assert "远藤实" in bridge_terms("How many works did Minoru Endo write?", vocab)
+    assert vocab.japanese("tokyo") == ["东京"]
+    # traditional and Japanese forms of the kanji read the same
+    assert crossling._reads_as("遠藤實", "endominoru", crossling._japanese_readings())
+    assert crossling._reads_as("遠藤実", "endominoru", crossling._japanese_readings())
+    # no term of the documents reads so: nothing made up
+    assert not any("远藤" in t for t in bridge_terms("How many works did Minoru Tanaka write?", vocab))
+    assert vocab.japanese("tanakaminoru") == []
+
+
 def test_latin_name_in_another_form_matches_the_documents_term():
     vocab = CorpusVocab.from_texts(["半甲齿龟属于齿龟科（Odontochelyidae），化石发现于贵州。",
                                     "维也纳奥古斯丁教堂（德语：Augustinerkirche）", "odor odyssey"])

@@ -344,3 +344,25 @@ def test_bridge_reads_term_positions_and_texts_from_the_live_index(settings_for,
     # an older keyword index without texts: the texts come from Chroma
     monkeypatch.setattr(KeywordIndex, "chunk", lambda self, i: None)
     assert "罗彦瓌" in vocab.chunks.texts(pos.tolist())[0]
+
+
+def test_question_tokens_no_document_holds_are_searched_by_their_characters():
+    from rag.retrieval import _with_pieces
+
+    class Vocab:  # doc_freq of the documents' tokens (元 / 详 / 封 / 北海 / 王 / 时间 / 一年 ...)
+        df = {"元": 3, "详": 2, "封": 3, "北海": 4, "王": 6, "一年": 8, "时间": 5, "跨": 1}
+
+        def doc_freq(self, t):
+            return self.df.get(t, 0)
+
+    toks = tokenize("元详封北海王是哪一年？")
+    assert "详封" in toks and "王是" in toks  # jieba glued words no document holds
+    out = _with_pieces(toks, Vocab())
+    assert out[:len(toks)] == toks
+    assert {"详", "封", "王"} <= set(out[len(toks):])
+    assert "是" not in out[len(toks):]  # stopwords stay out
+    # an unknown compound holding a known word is left to that word
+    toks = ["时间", "时间跨度"]
+    assert _with_pieces(toks, Vocab()) == toks
+    # every token known: nothing added
+    assert _with_pieces(["北海", "王"], Vocab()) == ["北海", "王"]
