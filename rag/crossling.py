@@ -1039,19 +1039,16 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
         if runs:
             return runs, size
     # a Japanese name: English gives it by its Japanese reading, given name first
-    # ("Minoru Endō" -> 远藤实), so the family-name-first order is tried too
-    for size in (2, 1):
-        span = toks[i:i + size]
-        if len(span) < size or not all(t[0][:1].isupper() for t in span) or any(
-                not t[0].isalpha() for t in span):
-            continue
+    # ("Minoru Endō" -> 远藤实), so the family-name-first order is tried too. Two
+    # capitalised words only: a kanji has up to six readings, and one word alone
+    # ("Kenji") reads as too many common two-character words (检事 ken+ji).
+    span = toks[i:i + 2]
+    if len(span) == 2 and all(t[0][:1].isupper() and t[0].isalpha() for t in span):
         keys = [_romaji_key(t[0]) for t in span]
-        if len("".join(keys)) < 5:
-            continue
-        for order in ([keys, keys[::-1]] if size == 2 else [keys]):
+        for order in (keys, keys[::-1]):
             terms = vocab.japanese("".join(order))
             if terms:
-                return terms, size
+                return terms, 2
     return [], 0
 
 

@@ -219,6 +219,10 @@ def test_japanese_names_match_by_their_japanese_reading():
     assert "远藤实" in bridge_terms("How many works did Minoru Endō write?", vocab)
     assert "远藤实" in bridge_terms("How many works did Minoru Endo write?", vocab)
     assert vocab.japanese("tokyo") == ["东京"]
+    # one word alone is not read in Japanese: "Kenji" would read as common words (检事)
+    common = CorpusVocab.from_texts(["这是检事的工作。"])
+    assert common.japanese("kenji") == ["检事"]
+    assert "检事" not in bridge_terms("In which magazine was Yasuko to Kenji serialized?", common)
     # traditional and Japanese forms of the kanji read the same
     assert crossling._reads_as("遠藤實", "endominoru", crossling._japanese_readings())
     assert crossling._reads_as("遠藤実", "endominoru", crossling._japanese_readings())
