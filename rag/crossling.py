@@ -1049,6 +1049,11 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
             terms = vocab.japanese("".join(order))
             if terms:
                 return terms, 2
+        # the documents' tokeniser cut the name in two (中山 + 世谱 for "Chūzan Seifu"):
+        # each word must then read as a term of its own
+        parts = [vocab.japanese(k) for k in keys]
+        if all(parts):
+            return list(dict.fromkeys(parts[0] + parts[1])), 2
     return [], 0
 
 

@@ -229,6 +229,11 @@ def test_japanese_names_match_by_their_japanese_reading():
     # no term of the documents reads so: nothing made up
     assert not any("远藤" in t for t in bridge_terms("How many works did Minoru Tanaka write?", vocab))
     assert vocab.japanese("tanakaminoru") == []
+    # a name the tokeniser cut in two: each word reads as one of the pieces
+    cut = CorpusVocab.from_texts(["现存的中山世谱共有本卷14卷。", "中山是一个地名。", "世谱"])
+    assert "中山世谱" not in cut
+    terms = bridge_terms("How many volumes does the Chuzan Seifu have?", cut)
+    assert "中山" in terms and "世谱" in terms
 
 
 def test_latin_name_in_another_form_matches_the_documents_term():
