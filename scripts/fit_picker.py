@@ -12,8 +12,12 @@ feature difference, no intercept) gives a linear score whose differences are
 log-odds. It is cross-validated with the sets grouped by corpus: each corpus is
 judged by a model fitted without it, and the file stores those out-of-fold
 figures (the share of questions whose first picked sentence holds the answer,
-the old hand-weighted picker's next to it). `--check` refits and fails when
-the stored file differs, so the data file is reproducible.
+the old hand-weighted picker's next to it). The scores as a softmax over a
+question's sentences give each the chance that it answers; their temperature
+is fitted on the out-of-fold scores, and the answer quotes sentences until
+they hold the answer with chance COVERAGE (the file reports how often the
+quote did, out of fold). `--check` refits and fails when the stored file
+differs, so the data file is reproducible.
 """
 from __future__ import annotations
 
@@ -31,9 +35,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from fit_gate import checkpoint_rows, load_rows  # noqa: E402  (the gate's row files, same format per line)
 
-# A second sentence joins the first when the model is less than 75 % sure the first is the
-# better answer: their scores within log(0.75 / 0.25).
-MARGIN = round(math.log(3.0), 6)
+# Sentences are quoted, best first, until the model gives them this chance of holding the
+# answer (its scores as a softmax over the candidates, the temperature fitted out of fold),
+# and never more than MAX_SENTENCES: the answer is a quote, not the passage.
+COVERAGE = 0.8
+MAX_SENTENCES = 3
 
 
 def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[dict]:
@@ -124,18 +130,66 @@ def _old_first_ok(row: dict) -> bool:
     return bool(sents[best]["label"])
 
 
+def _scores(row: dict, scale, coef) -> np.ndarray:
+    return np.array([float((np.array(_x(s)) / scale) @ coef) for s in row["sentences"]])
+
+
+def _temperature(scored: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The temperature that makes the softmax of the scores the likeliest account of which
+    sentences answer (maximum likelihood over the questions with an answering sentence)."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import logsumexp
+
+    data = [(z, y) for z, y in scored if y.any()]
+
+    def nll(log_t: float) -> float:
+        t = math.exp(log_t)
+        return -sum(logsumexp(z[y] / t) - logsumexp(z / t) for z, y in data)
+
+    return round(math.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded",
+                                          options={"xatol": 1e-6}).x), 4)
+
+
+def _quoted(z: np.ndarray, temperature: float) -> list[int]:
+    """The sentences pick_spans quotes (its names and language rules aside)."""
+    from rag.answering.extractive import answer_probabilities
+
+    order = sorted(range(len(z)), key=lambda i: (-z[i], i))
+    probs = answer_probabilities([float(z[i]) for i in order], temperature)
+    out, held = [], 0.0
+    for i, p in zip(order, probs):
+        if out and held >= COVERAGE:
+            break
+        out.append(i)
+        held += p
+        if len(out) >= MAX_SENTENCES:
+            break
+    return out
+
+
 def fit(rows: list[dict], c: float) -> dict:
     from rag.answering.extractive import SENTENCE_FEATURES
 
     groups = sorted({r["group"] for r in rows})
     cv = {}
+    oof: dict[int, np.ndarray] = {}  # each row's scores by the model fitted without its corpus
     for g in groups:
         scale, coef = _fit([r for r in rows if r["group"] != g], c)
+        for i, r in enumerate(rows):
+            if r["group"] == g:
+                oof[i] = _scores(r, scale, coef)
         for name in sorted({r["set"] for r in rows if r["group"] == g}):
             sub = [r for r in rows if r["set"] == name]
             cv[name] = {"first_sentence_answers": round(float(np.mean([_first_ok(r, scale, coef) for r in sub])), 3),
                         "hand_weighted_picker": round(float(np.mean([_old_first_ok(r) for r in sub])), 3),
                         "questions": len(sub)}
+    labels = [np.array([bool(s["label"]) for s in r["sentences"]]) for r in rows]
+    temperature = _temperature([(oof[i], labels[i]) for i in range(len(rows))])
+    for name in cv:
+        idx = [i for i, r in enumerate(rows) if r["set"] == name]
+        quoted = [_quoted(oof[i], temperature) for i in idx]
+        cv[name]["quote_holds_answer"] = round(float(np.mean([labels[i][q].any() for i, q in zip(idx, quoted)])), 3)
+        cv[name]["sentences_quoted"] = round(float(np.mean([len(q) for q in quoted])), 2)
     scale, coef = _fit(rows, c)
     return {
         "about": "Sentence picker of extractive answers (rag/answering/extractive.py), "
@@ -143,10 +197,16 @@ def fit(rows: list[dict], c: float) -> dict:
         "features": SENTENCE_FEATURES,
         "scale": [round(float(v), 6) for v in scale],
         "coef": [round(float(v), 6) for v in coef],
-        "margin": MARGIN,
+        "temperature": temperature,
+        "coverage": COVERAGE,
+        "max_sentences": MAX_SENTENCES,
         "fit": {"C": c, "sets": sorted({r["set"] for r in rows}), "questions": len(rows),
                 "sentences": sum(len(r["sentences"]) for r in rows)},
-        "cross_validation": {"folds": "one per corpus group: " + ", ".join(groups), "by_set": cv},
+        "cross_validation": {"folds": "one per corpus group: " + ", ".join(groups),
+                             "temperature": "fitted on the out-of-fold scores",
+                             "quote": f"out of fold, sentences quoted until they hold the answer with "
+                                      f"chance {COVERAGE} (at most {MAX_SENTENCES})",
+                             "by_set": cv},
     }
 
 
@@ -173,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.check:
         old = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None
-        same = old is not None and all(np.allclose(old[k], model[k], atol=1e-3) for k in ("scale", "coef"))
+        same = old is not None and all(np.allclose(old[k], model[k], atol=1e-3) for k in ("scale", "coef")) \
+            and all(old.get(k) == model[k] for k in ("temperature", "coverage", "max_sentences"))
         print("picker.json reproduced" if same else "picker.json differs from a fresh fit")
         return 0 if same else 1
     out.write_text(json.dumps(model, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from rag.answering.extractive import (
     PICKER_FILE,
     SENTENCE_FEATURES,
     ExtractiveAnswerer,
+    answer_probabilities,
     focus_chars,
     load_picker,
     question_bigrams,
@@ -52,7 +54,7 @@ def test_model_file_is_fitted_for_these_features():
     model = load_picker()
     assert model["features"] == SENTENCE_FEATURES
     assert len(model["coef"]) == len(model["scale"]) == len(SENTENCE_FEATURES)
-    assert model["margin"] > 0
+    assert model["temperature"] > 0 and 0 < model["coverage"] < 1 and model["max_sentences"] >= 1
     cv = model["cross_validation"]["by_set"]
     assert {"cmrc-train", "crosslingual", "drcd", "seed"} <= set(cv)
 
@@ -73,7 +75,8 @@ def test_fit_script_reproduces_the_stored_model():
     fitted = fit_picker.fit(fit_picker.load_rows(ROWS), stored["fit"]["C"])
     for key in ("scale", "coef"):
         assert fitted[key] == pytest.approx(stored[key], abs=1e-3), key
-    assert fitted["margin"] == stored["margin"]
+    for key in ("temperature", "coverage", "max_sentences"):
+        assert fitted[key] == stored[key], key
     # cross-validated: every set judged by a model fitted without its corpus
     assert fitted["cross_validation"] == stored["cross_validation"]
 
@@ -93,32 +96,47 @@ def test_fitted_picker_leads_with_the_sentence_holding_what_is_asked():
     assert "1998年" in FROG[a:b]
 
 
-def _picker(coef: dict[str, float], margin: float) -> dict:
+def _picker(coef: dict[str, float], coverage: float, temperature: float = 1.0, max_sentences: int = 3) -> dict:
     return {"features": SENTENCE_FEATURES, "scale": [1.0] * len(SENTENCE_FEATURES),
-            "coef": [coef.get(f, 0.0) for f in SENTENCE_FEATURES], "margin": margin}
+            "coef": [coef.get(f, 0.0) for f in SENTENCE_FEATURES], "temperature": temperature,
+            "coverage": coverage, "max_sentences": max_sentences}
 
 
-def test_the_model_decides_the_order_and_a_second_sentence_only_within_its_margin():
+def test_answer_probabilities_are_a_softmax_of_the_scores():
+    probs = answer_probabilities([3.0, 1.0, 0.0], 1.0)
+    assert sum(probs) == pytest.approx(1.0)
+    assert probs[0] == pytest.approx(math.exp(3) / (math.exp(3) + math.exp(1) + 1))
+    flat = answer_probabilities([3.0, 1.0, 0.0], 3.0)
+    assert flat[0] < probs[0] and flat[2] > probs[2]  # a higher temperature is less sure
+    assert answer_probabilities([], 1.0) == []
+
+
+def test_the_model_decides_the_order_and_quotes_runners_up_only_until_sure():
     text = FROG[:FROG.index("本种于")]  # one sentence names a place
     hits = [hit(text, 1)]
     q = "灰斑蛙分布在哪里？"
     # a model that only likes first sentences leads with the first one
-    first_only = ExtractiveAnswerer(picker=_picker({"first": 1.0}, 0.5))
+    first_only = ExtractiveAnswerer(picker=_picker({"first": 3.0}, 0.8))
     spans = _pick(first_only, q, hits)
     assert len(spans) == 1 and spans[0][1] == 0
-    # a model that weighs the kind of thing asked leads with the place; a wide margin adds
-    # the runner-up, in document order after the lead
-    kind = ExtractiveAnswerer(picker=_picker({"kind": 3.0, "first": 1.0}, 2.5))
-    spans = _pick(kind, q, hits)
-    assert "东南亚" in text[spans[0][1]:spans[0][2]]
-    assert len(spans) == 2 and text[spans[1][1]:spans[1][2]].startswith("灰斑蛙")
-    narrow = ExtractiveAnswerer(picker=_picker({"kind": 3.0, "first": 1.0}, 1.5))
-    assert len(_pick(narrow, q, hits)) == 1
+    # a model that weighs the kind of thing asked leads with the place (scores 3, 1, 0: the
+    # place sentence alone has chance 0.84 of answering); asked to be surer, or less sure of
+    # its scores (a higher temperature), it adds the runner-up, in document order after the lead
+    kind = {"kind": 3.0, "first": 1.0}
+    spans = _pick(ExtractiveAnswerer(picker=_picker(kind, 0.8)), q, hits)
+    assert len(spans) == 1 and "东南亚" in text[spans[0][1]:spans[0][2]]
+    for picker in (_picker(kind, 0.9), _picker(kind, 0.8, temperature=3.0)):
+        spans = _pick(ExtractiveAnswerer(picker=picker), q, hits)
+        assert "东南亚" in text[spans[0][1]:spans[0][2]]
+        assert len(spans) == 2 and text[spans[1][1]:spans[1][2]].startswith("灰斑蛙")
+    # never more than max_sentences, however unsure
+    assert len(_pick(ExtractiveAnswerer(picker=_picker({}, 0.99, max_sentences=2)), q, hits)) == 2
+    assert len(_pick(ExtractiveAnswerer(picker=_picker({}, 0.99), max_sentences=1), q, hits)) == 1
 
 
 def test_a_second_sentence_from_another_passage_must_name_what_the_question_names():
-    # a margin so wide that every sentence is "nearly as good": only the names rule decides
-    wide = ExtractiveAnswerer(picker=_picker({"first": 1.0}, 100.0))
+    # a model so unsure that it would quote every sentence: only the names rule decides
+    wide = ExtractiveAnswerer(picker=_picker({"first": 1.0}, 0.999))
     q = "上海8月推出了什么？"
     other_city = [hit("今年8月，上海推出人工智能制造实施方案。", 1), hit("今年5月，浙江印发人工智能若干措施。", 2)]
     spans = _pick(wide, q, other_city)

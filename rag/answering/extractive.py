@@ -132,6 +132,17 @@ def sentence_score(model: dict, feats: dict[str, float]) -> float:
     return sum(c * feats[n] / sd for n, c, sd in zip(model["features"], model["coef"], model["scale"]))
 
 
+def answer_probabilities(scores: list[float], temperature: float) -> list[float]:
+    """Softmax of the picker's scores over one question's candidate sentences: the chance
+    that each is the one that answers (the temperature is fitted out of fold)."""
+    if not scores:
+        return []
+    top = max(scores)
+    w = [math.exp((s - top) / temperature) for s in scores]
+    total = sum(w)
+    return [x / total for x in w]
+
+
 class ExtractiveAnswerer:
     """Builds an answer from retrieved sentences; refuses on weak support."""
 
@@ -141,10 +152,10 @@ class ExtractiveAnswerer:
     def translate(self, question: str) -> str | None:
         return None
 
-    def __init__(self, gate: AnswerabilityGate | None = None, max_sentences: int = 2,
+    def __init__(self, gate: AnswerabilityGate | None = None, max_sentences: int | None = None,
                  picker: dict | None = None):
         self.gate = gate or AnswerabilityGate()
-        self.max_sentences = max_sentences
+        self._max_sentences = max_sentences  # None: the fitted file's
         self._picker = picker
 
     @property
@@ -155,6 +166,10 @@ class ExtractiveAnswerer:
             self._picker = load_picker()
         return self._picker
 
+    @property
+    def max_sentences(self) -> int:
+        return self._max_sentences or int(self.picker["max_sentences"])
+
     def support(self, question: str, hits: list[Hit]) -> Support:
         """The gate's verdict (gate.py): answerable or not, and which passages answer."""
         return self.gate.check(question, hits)
@@ -162,9 +177,13 @@ class ExtractiveAnswerer:
     def pick_spans(self, question: str, hits: list[Hit], allowed: list[int],
                    q: Question | None = None, scores: list[float] | None = None) -> list[tuple[int, int, int]]:
         """(hit index, start, end) of the sentences that answer, from the passages the gate
-        passed (`allowed`, best first), ranked by the fitted picker (rag/data/picker.json): a
-        second sentence only when the model is not sure the first is the better one (their
-        scores within its `margin`, log-odds). Document order after the first. The LLM
+        passed (`allowed`, best first), ranked by the fitted picker (rag/data/picker.json).
+        Its scores, divided by the fitted `temperature`, are a softmax over the candidates: the
+        chance that each is the one that answers. Sentences are quoted best first until they
+        hold the answer with the file's `coverage` (at most `max_sentences`), so a sure pick
+        is quoted alone and an unsure one (typically an English question over Chinese text,
+        whose terms the dictionary bridges loosely) with its runners-up. Document order after
+        the first. The LLM
         answerer builds its passages around these. `q` and `scores`: the gate's reading of
         the question and its passage scores (`Support.question`, `Support.scores`), so the
         question is not read twice."""
@@ -183,12 +202,14 @@ class ExtractiveAnswerer:
                 scored.append((sentence_score(self.picker, feats), hi, a, b))
         # ties keep the passages' order, then the document's
         scored.sort(key=lambda s: -s[0])
-        margin = float(self.picker["margin"])
+        probs = answer_probabilities([sc for sc, *_ in scored], float(self.picker["temperature"]))
+        coverage = float(self.picker["coverage"])
         picked: list[tuple[int, int, int]] = []
+        held = 0.0  # the chance that the sentences picked so far hold the answer
         first_english = False
-        for score, hi, a, b in scored:
-            if picked and score < scored[0][0] - margin:
-                break  # a second sentence only when it is nearly as likely to answer
+        for p, (score, hi, a, b) in zip(probs, scored):
+            if picked and held >= coverage:
+                break  # sure enough that the answer is quoted
             if picked and hi != picked[0][0] and \
                     names_held(q, to_simplified(hits[hi].chunk.text[a:b]).lower()) < len(q.names):
                 continue  # another passage's sentence that is not about what the question names
@@ -197,6 +218,7 @@ class ExtractiveAnswerer:
             if not picked:
                 first_english = q.english and not CJK_RE.search(hits[hi].chunk.text[a:b])
             picked.append((hi, a, b))
+            held += p
             if len(picked) >= self.max_sentences:
                 break
         first = picked[:1]
