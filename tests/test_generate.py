@@ -14,7 +14,8 @@ from rag.answering.checking import (
 )
 from rag.answering.flow import LLMAnswerer, make_answerer
 from rag.answering.passages import build_messages
-from rag.answering.prompts import NO_ANSWER, QUOTE_LEAD, REFUSAL
+from rag.answering.prompts import NO_ANSWER, QUOTE_LEAD, QUOTE_LEADS_ZH, REFUSAL
+from rag.lang import to_script
 from rag.answering.translate import translate_query
 from rag.types import Answer
 
@@ -353,13 +354,42 @@ def test_english_passages_carry_names_and_magnitudes_in_english():
     assert passage_for("zh-Hant", "黨委書記陳剛") == "黨委書記陳剛"
 
 
-def test_missing_quantities_chinese_asks_once_and_appends():
+class PickingExtractive(FakeExtractive):
+    """Picks the first sentence of the first passage as the evidence."""
+
+    def pick_spans(self, question, hits, allowed, q=None, scores=None):
+        text = hits[0].chunk.text
+        return [(0, 0, text.index("。") + 1)]
+
+
+def test_chinese_answer_from_the_evidence_is_followed_by_it_quoted():
+    hits = article_hits()
     first = "上海推出了《上海市加快推動“AI+製造”發展的實施方案》[1]。"
-    extra = "目標是推動3000家製造業企業實現智能化應用[1]。"
-    llm = ScriptedLLM([first, extra])
-    deltas, finals, _ = run_stream(LLMAnswerer(llm, FakeExtractive()), "上海8月發布了什麼？", article_hits(), "zh-Hant")
-    assert finals[0].text == first + extra == "".join(deltas)
-    assert "段落[1]" in llm.prompts[1]
+    llm = ScriptedLLM([first])
+    deltas, finals, _ = run_stream(LLMAnswerer(llm, PickingExtractive()), "上海8月發布了什麼？", hits, "zh-Hant")
+    sentence = to_script(hits[0].chunk.text[: hits[0].chunk.text.index("。") + 1], "zh-Hant")
+    assert finals[0].text == "".join(deltas) == f"{first}{QUOTE_LEADS_ZH['zh-Hant']}{sentence}[1]"
+    assert len(llm.prompts) == 1 and not finals[0].refused and [c.n for c in finals[0].citations] == [1]
+
+
+def test_chinese_answer_naming_what_the_evidence_does_not_gives_the_extractive_answer():
+    # grounded in passage [2], but the picked evidence is passage [1]'s sentence
+    llm = ScriptedLLM(["國務院印發了《關于深入實施“人工智能+”行動的意見》[2]。"])
+    extractive = PickingExtractive()
+    _, finals, _ = run_stream(LLMAnswerer(llm, extractive), "上海8月發布了什麼？", article_hits(), "zh-Hant")
+    assert finals[0].text.startswith("EXTRACTIVE") and extractive.calls == 1
+    assert "evidence" in finals[0].notice
+
+
+def test_from_evidence_needs_what_the_answer_adds_to_be_in_the_evidence():
+    from rag.answering.checking import from_evidence
+
+    q = "哪一種液體是唯一無法在低溫時凝固成為固體的例外？"
+    ev = ["目前已知的液體幾乎都可以在低溫時凝固成為固體，氦是唯一的例外。"]
+    assert from_evidence("氦是唯一的例外[1]。", q, ev)
+    assert not from_evidence("硫化氫是唯一無法在低溫時凝固成為固體的例外[1]。", q, ev)
+    assert not from_evidence("唯一無法在低溫時凝固成為固體的例外[1]。", q, ev)  # adds nothing
+    assert not from_evidence("氦在1908年是唯一的例外[1]。", q, ev)  # a number the evidence lacks
 
 
 def test_invented_year_after_a_month_is_dropped():

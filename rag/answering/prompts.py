@@ -97,6 +97,10 @@ REASONS = {
         "en": "it repeats the assistant's instructions instead of answering from the passages",
         "zh": "复述了助手的指令，而不是根据段落回答",
     },
+    "off_evidence": {
+        "en": "it does not say what the evidence sentence the answerer picked says",
+        "zh": "回答的内容不在选出的证据句里",
+    },
     "model_refused": {
         "en": "the model said the passages do not answer, but they hold what the question asks for",
         "zh": "模型说段落不能回答，但段落包含问题所问的内容",
@@ -119,20 +123,18 @@ RETRY = {
     ),
 }
 
-# Follow-up turns in the same chat (the prompt prefix stays in llama.cpp's cache):
-# a Chinese answer that left out the passage's numbers is asked for them once ...
-ADD_NUMBERS = {
-    "zh-Hans": "再用一句简体中文补充段落[{n}]中与此有关的数字（目标、数量），句末标注[{n}]。",
-    "zh-Hant": "再用一句繁體中文補充段落[{n}]中與此有關的數字（目標、數量），句末標註[{n}]。",
-}
-# ... and an English answer is followed by the evidence translated. The text is repeated:
-# "translate passage [1]" alone made the model translate the worked example's passage [1].
+# An English answer is followed by the evidence translated, in a follow-up turn of the same
+# chat (the prompt prefix stays in llama.cpp's cache). The text is repeated: "translate
+# passage [1]" alone made the model translate the worked example's passage [1].
 TRANSLATE_FOLLOW = ("Now translate this text from passage [{n}] into English, completely, keeping every "
                     "name, title and number. Output only the translation.\n\n{text}")
 
 # What the user sees before that translation, and the notices that say why the model's own
 # answer was replaced (reason: REASONS[...]["en"]).
 QUOTE_LEAD = "\n\nThe passage, translated: "
+# ... and before the evidence sentences under a Chinese answer (quoted as written, in the
+# question's script): the reader sees what the short answer was read from.
+QUOTE_LEADS_ZH = {"zh-Hans": "\n\n原文：", "zh-Hant": "\n\n原文："}
 NOTICE_FALLBACK = "LLM answer rejected ({reason}); showing the extractive answer"
 NOTICE_TRANSLATED = "LLM answer rejected ({reason}); showing the evidence sentence, translated"
 REASON_LLM_ERROR = "LLM error: {error}"  # the backend failed; shown in NOTICE_FALLBACK
