@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import cn2an
 
 from rag.lang import detect_lang, to_simplified
 from rag.types import UserError
@@ -71,65 +74,23 @@ def supports(chunk_text: str, evidence: list[str]) -> bool:
     return any(_norm(e) and _norm(e) in t for e in evidence)
 
 
-_ZH_DIGITS = "零一二三四五六七八九"
-_ZH_NUMERAL_CHARS = _ZH_DIGITS + "两十百千万亿〇"
 _WHOLE_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+|\d+")
 
 
-def _zh_below_10000(n: int) -> str:
-    out, zero = "", False
-    for value, unit in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
-        d = n // value % 10
-        if d:
-            out += ("零" if zero and out else "") + _ZH_DIGITS[d] + unit
-            zero = False
-        elif out:
-            zero = True
-    return out
-
-
-def zh_numerals(n: int) -> set[str]:
-    """How Chinese text writes the whole number n: 4 -> 四, 12 -> 十二, 32500 -> 三万二千五百,
-    1865 -> 一千八百六十五 or, as a year, 一八六五; 2 also 两, 2000 also 两千."""
-    if n <= 0 or n >= 10 ** 12:
-        return set()
-    parts, rest = [], n
-    for unit in ("", "万", "亿"):
-        parts.append((rest % 10000, unit))
-        rest //= 10000
-    text, gap = "", False
-    for value, unit in reversed(parts):
-        if value:
-            body = _zh_below_10000(value)
-            text += ("零" if (gap or value < 1000) and text else "") + body + unit
-            gap = False
-        elif text:
-            gap = True
-    forms = {text}
-    if text.startswith("一十"):
-        forms.add(text[1:])  # 十五, 十二万: the leading 一 is usually dropped
-    if text[0] == "二" and text[1:2] in ("", "千", "百", "万", "亿"):
-        forms.add("两" + text[1:])  # 两, 两千
-    if 1000 <= n <= 2999:
-        forms.add("".join(_ZH_DIGITS[int(c)] for c in str(n)).replace("零", "〇"))
-        forms.add("".join(_ZH_DIGITS[int(c)] for c in str(n)))
-    return {f for f in forms if f}
-
-
 def _holds_number(a: str, alt: str) -> bool:
-    """Whether the answer writes the whole number `alt` ("4", "32,500") in Chinese numerals,
-    not as part of a longer number. 一 alone is left out: it is a part of too many words."""
-    if not _WHOLE_NUMBER_RE.fullmatch(alt):
+    """Whether the answer writes the whole number `alt` ("4", "32,500") in Chinese numerals
+    (四, 三万二千五百, 一八六五), not as part of a longer number: cn2an writes the answer's
+    numerals in digits. 1 is left out: 一 is a part of too many words (统一, 一些)."""
+    if not _WHOLE_NUMBER_RE.fullmatch(alt) or alt.replace(",", "") == "1":
         return False
-    n = int(alt.replace(",", ""))
-    for form in zh_numerals(n) - {"一"}:
-        for m in re.finditer(re.escape(form), a):
-            before = a[m.start() - 1] if m.start() else ""
-            after = a[m.end()] if m.end() < len(a) else ""
-            if before not in _ZH_NUMERAL_CHARS or not before:
-                if not after or after not in _ZH_NUMERAL_CHARS:
-                    return True
-    return False
+    with warnings.catch_warnings():  # cn2an warns on a lone unit (万) it cannot read
+        warnings.simplefilter("ignore")
+        try:
+            digits = cn2an.transform(a, "cn2an")
+        except (ValueError, KeyError):
+            return False
+    n = alt.replace(",", "")
+    return re.search(rf"(?<![\d.]){n}(?![\d.])", digits) is not None
 
 
 def facts_ok(answer: str, groups: list[list[str]]) -> bool:

@@ -14,7 +14,7 @@ from rag.answering.checking import (
 )
 from rag.answering.flow import LLMAnswerer, make_answerer
 from rag.answering.passages import build_messages
-from rag.answering.prompts import NO_ANSWER, QUOTE_LEAD, QUOTE_LEADS_ZH, REFUSAL
+from rag.answering.prompts import NO_ANSWER, QUOTE_LEAD, QUOTE_LEAD_ZH, REFUSAL
 from rag.lang import to_script
 from rag.answering.translate import translate_query
 from rag.types import Answer
@@ -368,7 +368,7 @@ def test_chinese_answer_from_the_evidence_is_followed_by_it_quoted():
     llm = ScriptedLLM([first])
     deltas, finals, _ = run_stream(LLMAnswerer(llm, PickingExtractive()), "上海8月發布了什麼？", hits, "zh-Hant")
     sentence = to_script(hits[0].chunk.text[: hits[0].chunk.text.index("。") + 1], "zh-Hant")
-    assert finals[0].text == "".join(deltas) == f"{first}{QUOTE_LEADS_ZH['zh-Hant']}{sentence}[1]"
+    assert finals[0].text == "".join(deltas) == f"{first}{QUOTE_LEAD_ZH}{sentence}[1]"
     assert len(llm.prompts) == 1 and not finals[0].refused and [c.n for c in finals[0].citations] == [1]
 
 

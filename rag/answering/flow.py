@@ -25,7 +25,7 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    its translation keeps the facts. A Chinese answer must say what the picked
    evidence sentences say (`from_evidence`: most of what it adds to the
    question is found in them); it is then followed by those sentences quoted
-   (`QUOTE_LEADS_ZH`), else the extractive answer replaces it (the 1.5B model
+   (`QUOTE_LEAD_ZH`), else the extractive answer replaces it (the 1.5B model
    often names another entity or figure of its passages; the picker is right
    far more often).
 5. When the model says NO_ANSWER although the gate found evidence (measured
@@ -68,7 +68,7 @@ from rag.answering.prompts import (
     NOTICE_NO_LLM,
     NOTICE_TRANSLATED,
     QUOTE_LEAD,
-    QUOTE_LEADS_ZH,
+    QUOTE_LEAD_ZH,
     REASON_LLM_ERROR,
     REFUSAL,
     TRANSLATE_FOLLOW,
@@ -242,7 +242,7 @@ class LLMAnswerer:
                         yield out.finish(final)
                         return
                     # The short answer, then the evidence sentences it was read from, quoted.
-                    quote = QUOTE_LEADS_ZH[lang] + "".join(f"{to_script(s, lang)}[{n}]" for n, s in sel.evidence)
+                    quote = QUOTE_LEAD_ZH + "".join(f"{to_script(s, lang)}[{n}]" for n, s in sel.evidence)
                     yield from out.emit(quote)
                     text = f"{text}{quote}"
                 final = self._make(question, hits, lang, to_script(text, lang), refused=False, given=given)

@@ -134,7 +134,7 @@ TRANSLATE_FOLLOW = ("Now translate this text from passage [{n}] into English, co
 QUOTE_LEAD = "\n\nThe passage, translated: "
 # ... and before the evidence sentences under a Chinese answer (quoted as written, in the
 # question's script): the reader sees what the short answer was read from.
-QUOTE_LEADS_ZH = {"zh-Hans": "\n\n原文：", "zh-Hant": "\n\n原文："}
+QUOTE_LEAD_ZH = "\n\n原文："  # the same in both scripts
 NOTICE_FALLBACK = "LLM answer rejected ({reason}); showing the extractive answer"
 NOTICE_TRANSLATED = "LLM answer rejected ({reason}); showing the evidence sentence, translated"
 REASON_LLM_ERROR = "LLM error: {error}"  # the backend failed; shown in NOTICE_FALLBACK
