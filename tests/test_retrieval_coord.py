@@ -1,0 +1,64 @@
+"""The coordination bonus of the hybrid search (rag/retrieval.py): among the top candidates,
+the chunk holding more of a Chinese question's distinct terms moves up."""
+from __future__ import annotations
+
+import pytest
+
+import rag.retrieval as retrieval
+from rag.indexer import index_folder
+from rag.retrieval import Searcher, coord, coord_terms
+from rag.store import ChunkStore
+
+
+def test_coord_counts_characters_not_only_tokens():
+    terms = [("元", 4.0), ("详", 4.0), ("封", 4.0), ("北海", 4.0)]
+    # the heading holds 元详 as one token: its characters still count
+    assert coord(terms, "元详", "太和九年（485年）封北海王，加侍中。") == 1.0
+    assert coord(terms, "元详", "元详原本的北海王爵位") == 0.75
+    # traditional text is folded; Latin terms and numbers count as whole words only
+    assert coord([("资讯网", 1.0), ("2004", 1.0)], "", "2004年，全球資訊網出現") == 1.0
+    assert coord([("2004", 1.0)], "", "12004年") == 0.0
+    assert coord([("ai", 1.0)], "", "said") == 0.0
+    assert coord([("ai", 1.0)], "", "AI产业") == 1.0
+
+
+def test_coord_terms_drop_what_no_document_holds():
+    df = {"越南": 3, "科举": 2, "于何": 0}
+    idf = {"越南": 1.5, "科举": 2.0}
+    terms = coord_terms(["越南", "科举", "于何", "越南"], lambda t: idf[t] if df[t] else None)
+    assert terms == [("越南", 1.5), ("科举", 2.0)]
+
+
+DOCS = {
+    # holds two of the question's terms, the commoner ones many times (BM25 and the
+    # bigram fake embedder both like it)
+    "a.md": "# 科举\n\n越南科举历史悠久，科举影响深远，科举考试内容丰富，科举与中国科举相似。",
+    # holds all of them once: the answer
+    "b.md": "# 汉字\n\n汉字使用渐少，1919年越南科举废除，改用拉丁字母书写。",
+    "f0.md": "# 天气\n\n今天的天气很好，适合出门散步。",
+    "f1.md": "# 河流\n\n长江是中国最长的河流，流经多个省份。",
+    "f2.md": "# 饮食\n\n米饭和面条是常见的主食。",
+    "f3.md": "# 建筑\n\n这座桥建于明朝，至今仍在使用。",
+    "f4.md": "# 音乐\n\n他创作了许多流行歌曲。",
+    "f5.md": "# 中国\n\n中国是一个历史悠久的国家。",
+}
+
+
+@pytest.fixture
+def searcher(tmp_path, fake_embedder):
+    from rag.settings import Settings
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    for name, text in DOCS.items():
+        (seeds / name).write_text(text, encoding="utf-8")
+    s = Settings(seeds_dir=seeds, index_dir=tmp_path / "index")
+    index_folder(s, fake_embedder)
+    return Searcher(s, ChunkStore.open(s.index_dir), fake_embedder)
+
+
+def test_chunk_holding_all_question_terms_moves_above_one_repeating_a_few(searcher, monkeypatch):
+    question = "越南的科举于何时废除？"
+    assert searcher.search(question, 3)[0].chunk.source == "b.md"
+    monkeypatch.setattr(retrieval, "COORD_WEIGHT", 0.0)  # without the bonus the repeater wins
+    assert searcher.search(question, 3)[0].chunk.source == "a.md"
