@@ -65,8 +65,8 @@ def _with_pieces(toks: list[str], keyword) -> list[str]:
 # question's distinct terms (by idf) is more often the one that answers it. Chinese
 # questions only: an English question's bridge terms are guessed senses, and a chunk
 # holding more of the guesses is not more likely right.
-COORD_DEPTH = 20      # top fused candidates looked at
-COORD_WEIGHT = 0.2    # on the fused scale (dense + keyword weights sum to 1)
+# The weight (on the fused scale: dense + keyword weights sum to 1) and the depth are
+# Settings.coord_weight / coord_depth.
 _LATIN_TERM = re.compile(r"[0-9a-z]")
 
 
@@ -249,7 +249,7 @@ class Searcher:
             cid = keyword.chunk_id(i)
             fused[cid] = fused.get(cid, 0.0) + (1.0 - w_dense) * norm
             kw_score[cid] = float(kw[i])
-        depth = max(k, COORD_DEPTH) if not terms and COORD_WEIGHT else k
+        depth = max(k, s.coord_depth) if not terms and s.coord_weight else k
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:depth]
         # texts and offsets of these few ids: stored with the keyword index (a second call to
         # Chroma cost a third of a search at 100k chunks); from Chroma for any it lacks
@@ -263,7 +263,7 @@ class Searcher:
             cterms = coord_terms(qtoks, lambda t: self.idf(t) if keyword.doc_freq(t) else None)
             if cterms and n_docs:
                 ranked = sorted(
-                    ((cid, sc + COORD_WEIGHT * coord(cterms, fetched[cid].heading, fetched[cid].text)
+                    ((cid, sc + s.coord_weight * coord(cterms, fetched[cid].heading, fetched[cid].text)
                       if fetched.get(cid) is not None else sc) for cid, sc in ranked),
                     key=lambda kv: -kv[1])
             ranked = ranked[:k]

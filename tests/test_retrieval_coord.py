@@ -60,5 +60,5 @@ def searcher(tmp_path, fake_embedder):
 def test_chunk_holding_all_question_terms_moves_above_one_repeating_a_few(searcher, monkeypatch):
     question = "越南的科举于何时废除？"
     assert searcher.search(question, 3)[0].chunk.source == "b.md"
-    monkeypatch.setattr(retrieval, "COORD_WEIGHT", 0.0)  # without the bonus the repeater wins
+    monkeypatch.setattr(searcher.settings, "coord_weight", 0.0)  # without the bonus the repeater wins
     assert searcher.search(question, 3)[0].chunk.source == "a.md"
