@@ -1057,6 +1057,24 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
     return [], 0
 
 
+def bridge_names(question: str, vocab: CorpusVocab) -> list[list[str]]:
+    """The question's names that the documents hold under a reading (pinyin, Japanese or
+    Vietnamese readings of their characters: "Minoru Endō" -> 远藤实), one group of the
+    documents' terms per name. These are the bridge's surest terms: a reading matched in the
+    documents, not a dictionary sense. Names are looked for as `bridge_groups` does."""
+    toks = _tokens(question)
+    out: list[list[str]] = []
+    i = 0
+    while i < len(toks):
+        names, size = _pinyin_name(toks, i, vocab)
+        if names:
+            out.append(list(dict.fromkeys(names)))
+            i += size
+        else:
+            i += 1
+    return out
+
+
 def bridge_terms(question: str, vocab: CorpusVocab | None = None) -> list[str]:
     """Flat, de-duplicated list of the terms of `bridge_groups` (see there)."""
     out: list[str] = []

@@ -208,10 +208,29 @@ class Searcher:
         `fuse_hit_lists` (hits keep the original question's dense/keyword scores when it found them)."""
         k = k or self.settings.top_k
         variants = [v for v in (variants or []) if v and v.strip() and v.strip() != question.strip()]
-        if not variants:
+        weighted = [(v, w) for v in variants if (w := self.variant_weight(question, v)) > 0]
+        if not weighted:
             return self._search(question, k)
         depth = max(k, VARIANT_DEPTH)
-        return fuse_hit_lists([self._search(q, depth) for q in [question, *variants]], k)
+        lists = [self._search(q, depth) for q in [question, *(v for v, _ in weighted)]]
+        return fuse_hit_lists(lists, k, [1.0, *(w for _, w in weighted)])
+
+    def variant_weight(self, question: str, variant: str) -> float:
+        """How far a rendering of an English question (its LLM translation) is trusted in the
+        fusion: the share of the question's names that the bridge found in the documents
+        under a reading (`rag.crossling.bridge_names`: Minoru Endō -> 远藤实) and that the
+        variant writes the same way; 1.0 when the bridge found none. A name read from the
+        documents is surer than the small model's rendering of it (远藤稔), and a variant
+        that misses it ranks passages about something else."""
+        if detect_lang(question) != "en":
+            return 1.0
+        from rag.crossling import bridge_names
+
+        names = bridge_names(question, self.vocab)
+        if not names:
+            return 1.0
+        text = to_simplified(variant).lower()
+        return sum(any(t.lower() in text for t in group) for group in names) / len(names)
 
     def _search(self, question: str, k: int) -> list[Hit]:
         self.reload_if_changed()

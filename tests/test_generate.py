@@ -396,3 +396,13 @@ def test_invented_year_after_a_month_is_dropped():
     c = check_answer("Wenzhou unveiled the first city AI bureau in September 2021 [3].", article_hits(),
                      "When was Wenzhou's AI bureau unveiled?", "en")
     assert c.ok and c.text == "Wenzhou unveiled the first city AI bureau in September [3]."
+
+
+def test_a_rejected_answer_is_not_in_the_chat_that_translates_the_evidence():
+    invented = "Shanghai released a plan for 7,777 firms in 1999 [1]."
+    translated = "In August, Shanghai launched a plan to bring AI to 3,000 manufacturers."
+    llm = ScriptedLLM([invented, invented, translated])
+    ans = LLMAnswerer(llm, _real_extractive()).answer(Q_EN, _one_evidence_hits(), "en")
+    assert not ans.refused and ans.text == translated + " [1]" and "translated" in ans.notice
+    # the translation turn follows the question's prompt and NO_ANSWER, not the invented reply
+    assert "7,777" not in llm.prompts[2] and NO_ANSWER in llm.prompts[2][len(llm.prompts[0]) - 20:]

@@ -114,3 +114,39 @@ def test_fused_scores_stay_on_the_original_querys_scale():
     chinese = _hits(("gold", 0.9), ("z", 0.5))
     fused = fuse_hit_lists([english, chinese], 3)
     assert 0 < fused[-1].score <= fused[0].score <= 0.8  # the page shows scores as decimals
+
+
+ENDO = "How many works did Minoru Endō write?"
+
+
+def _searcher_with(settings_for, fake_embedder, workdir, texts: dict[str, str]):
+    from rag.assistant import Assistant
+
+    for name, text in texts.items():
+        (workdir / "seeds" / name).write_text(text, encoding="utf-8")
+    a = Assistant(settings_for(llm="extractive"), fake_embedder)
+    a.index()
+    return a.searcher
+
+
+def test_bridge_names_are_the_documents_readings_of_the_questions_names():
+    from rag.crossling import CorpusVocab, bridge_names
+
+    vocab = CorpusVocab.from_texts(["远藤实（），日本作曲家，曾写下五千多首作品。", "东京是日本的首都。"])
+    assert bridge_names(ENDO, vocab) == [["远藤实"]]
+    assert bridge_names("How many works did the composer write?", vocab) == []
+
+
+def test_a_variant_that_misses_a_name_the_bridge_read_is_not_trusted(settings_for, fake_embedder, workdir):
+    s = _searcher_with(settings_for, fake_embedder, workdir, {
+        "endo.md": "# 远藤实\n\n远藤实（），日本作曲家，曾写下五千多首作品。\n",
+        "other.md": "# 作曲家\n\n山田耕筰是一位作曲家，他写了很多作品，作品多达三千首。\n",
+    })
+    assert s.variant_weight(ENDO, "远藤实写了多少作品？") == 1.0
+    assert s.variant_weight(ENDO, "远藤稔写了多少作品？") == 0.0  # the model's own rendering
+    assert s.variant_weight("How many works did the composer write?", "作曲家写了多少作品？") == 1.0  # no name
+    assert s.variant_weight("远藤实写了多少作品？", "whatever") == 1.0  # not an English question
+    plain = [h.chunk.id for h in s.search(ENDO, 3)]
+    assert [h.chunk.id for h in s.search(ENDO, 3, variants=["远藤稔写了多少作品？"])] == plain
+    trusted = s.search(ENDO, 3, variants=["远藤实写了多少作品？"])
+    assert "远藤实" in trusted[0].chunk.text

@@ -257,7 +257,11 @@ class LLMAnswerer:
             # twice: answer from the evidence instead, translated for English questions.
             reason = "model_refused" if model_refused else check.reason
             if lang == "en" and sel.evidence:
-                quote = yield from self._translate_evidence(out, sel, given, question, messages, raw)
+                # The rejected answer is not left in the chat the translation continues: the
+                # model copied its invented facts into the translation ("the theme song of the
+                # 2008 Beijing Olympics", "early 1st century CE"), the translation then failed
+                # the same check and the reply fell back to the Chinese quote.
+                quote = yield from self._translate_evidence(out, sel, given, question, messages, NO_ANSWER)
                 if quote:
                     final = self._make(question, hits, lang, quote, refused=False, given=given)
                     final.notice = NOTICE_TRANSLATED.format(reason=reason_text(reason, "en"))
