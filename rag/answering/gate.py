@@ -113,6 +113,25 @@ def has_kind(kind: str | None, text: str, start: int = 0, end: int | None = None
     return any(a < end and b > start for a, b in kind_spans(text)[kind])
 
 
+@dataclass(frozen=True)
+class Name:
+    """A name, place or number the question mentions. Held by a text that holds one of its
+    `forms` (whole spellings); a Latin name of several words is also held in part, by the
+    share of its words (`parts`, each with its translations as alternatives) the text holds,
+    so that one common word's translation does not count as the whole name."""
+
+    forms: tuple[str, ...]
+    parts: tuple[tuple[str, ...], ...] = ()
+
+    def share(self, simp: str) -> float:
+        """How much of the name the (simplified, lower-cased) text holds, 0..1."""
+        if any(f in simp for f in self.forms):
+            return 1.0
+        if not self.parts:
+            return 0.0
+        return sum(any(a in simp for a in p) for p in self.parts) / len(self.parts)
+
+
 @dataclass
 class Question:
     """What a passage must hold to answer a question (built once per question)."""
@@ -122,8 +141,17 @@ class Question:
     kind: str | None
     groups: list[list[str]]   # content terms, alternatives within a group (search tokens)
     weights: list[float]      # idf of each group
-    names: list[list[str]]    # names, places, numbers the question mentions
+    names: list[Name]         # names, places, numbers the question mentions
     years: set[str]
+    # what the question itself says (its text, its terms' and names' spellings): a number
+    # or a name a sentence shares with the question does not answer it
+    said: frozenset[str] = frozenset()
+
+    def says(self, piece: str) -> bool:
+        piece = piece.strip().lower()
+        digits = re.sub(r"\D", "", piece)
+        text = to_simplified(self.text).lower()
+        return bool(piece) and (piece in text or piece in self.said or bool(digits) and digits in text)
 
 
 @dataclass
@@ -176,33 +204,44 @@ class AnswerabilityGate:
         cues = {c for c, _ in _cues("en" if english else "zh")}
         toks = [t for t in dict.fromkeys(tokenize(question)) if t not in frame and t not in cues]
         groups: list[list[str]] = []
-        names: list[list[str]] = []
+        weights: list[float] = []
+        names: list[Name] = []
         q = to_simplified(question)
         if english:
-            from rag.crossling import bridge_groups
+            from rag.crossling import bridge_groups_sourced
 
             vocab = self.vocab
-            bridged = bridge_groups(question, vocab)
-            for g in bridged:
+            # One group per content word (or phrase): its Chinese terms, and the word itself
+            # for documents in English. A word the dictionary cannot bridge comes back as
+            # itself. Never the word again as a group of its own: no Chinese passage could
+            # cover it, and English questions' coverage would be halved.
+            for g, words in bridge_groups_sourced(question, vocab):
                 alts = list(dict.fromkeys(t for term in g for t in (tokenize(term) or [term.lower()])))
-                if alts:
-                    groups.append(alts)
-            groups += [[t] for t in toks if t.isascii() and t.isalpha() and len(t) > 2
-                       and not any(t in g for g in groups)]
-            for m in _LATIN_NAME_RE.finditer(question.strip()):
+                if not alts:
+                    continue
+                # weighed by the terms the group was bridged to, as the keyword retriever sees them
+                weights.append(max(self.idf(t) for t in alts))
+                groups.append(list(dict.fromkeys(alts + [t for w in words for t in tokenize(w)])))
+            from rag.crossling import fold_latin
+
+            # letters without diacritics, so "Endō" is read whole (the bridge folds them too)
+            for m in _LATIN_NAME_RE.finditer(fold_latin(question.strip())):
                 name = m.group(0)
-                alts = [t for g in bridge_groups(name, vocab) for t in g] + [name.lower()]
-                names.append(list(dict.fromkeys(a.lower() for a in alts)))
+                parts = tuple(tuple(dict.fromkeys(a.lower() for a in g + words))
+                              for g, words in bridge_groups_sourced(name, vocab))
+                names.append(Name((name.lower(),), parts))
         else:
             groups = [[t] for t in toks]
+            weights = [self.idf(t) for t in toks]
             for w in posseg().cut(q):
                 word = w.word.strip().lower()
                 if len(word) >= 2 and (w.flag in _ENTITY_FLAGS) and word not in cues:
-                    names.append([word])
-        names += [[n] for n in re.findall(r"\d+(?:\.\d+)?", q) if not _YEAR_RE.fullmatch(n)]
-        weights = [max(self.idf(t) for t in g) for g in groups]
+                    names.append(Name((word,)))
+        names += [Name((n,)) for n in re.findall(r"\d+(?:\.\d+)?", q) if not _YEAR_RE.fullmatch(n)]
+        said = frozenset({t for g in groups for t in g} | {a for n in names for a in n.forms}
+                         | {a for n in names for p in n.parts for a in p})
         return Question(question, english, expected_kind(question), groups, weights, names,
-                        set(_YEAR_RE.findall(q)))
+                        set(_YEAR_RE.findall(q)), said)
 
     # ---- passage side --------------------------------------------------
     def features(self, q: Question, hits: list[Hit], i: int) -> dict[str, float]:
@@ -240,6 +279,7 @@ class AnswerabilityGate:
             "name_coverage": name_hits / len(q.names) if q.names else 1.0,
             "year_conflict": float(bool(q.years and years and not (q.years & years))),
             "english": float(q.english),
+            **kind_features(q, h.chunk.text, best_span),
         }
 
     def _dense_comparable(self) -> bool:
@@ -283,7 +323,37 @@ def load_model(path: Path = MODEL_FILE) -> dict:
     return load_fitted(path, FEATURES, "scripts/fit_gate.py")
 
 
-def names_held(q: Question, simp: str) -> int:
+KINDS = ("number", "time", "person", "place")
+
+
+def new_kind(q: Question, text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] holds the kind asked for in a piece the question does not
+    itself say (a year or a name the question gives is no answer to it)."""
+    if q.kind is None:
+        return False
+    return any(a < end and b > start and not q.says(to_simplified(text[a:b]))
+               for a, b in kind_spans(text)[q.kind])
+
+
+def kind_features(q: Question, text: str, span: tuple[int, int]) -> dict[str, float]:
+    """Per kind asked (numbers and dates are found by pattern, people and places by
+    part-of-speech tags, so each is trusted as far as its own coefficient says): whether
+    the best sentence and the passage hold it, and hold it beyond what the question says."""
+    out: dict[str, float] = {}
+    in_sent = has_kind(q.kind, text, *span)
+    new_sent = new_kind(q, text, *span)
+    new_pass = new_kind(q, text, 0, len(text))
+    out["kind_new_in_sentence"] = float(new_sent)
+    out["kind_new_in_passage"] = float(new_pass)
+    for k in KINDS:
+        asked = q.kind == k
+        out[f"{k}_asked"] = float(asked)
+        out[f"{k}_in_sentence"] = float(asked and in_sent)
+        out[f"{k}_new_in_sentence"] = float(asked and new_sent)
+    return out
+
+
+def names_held(q: Question, simp: str) -> float:
     """How many of the names and numbers the question mentions the (simplified, lower-cased)
-    text holds, in any of each one's spellings."""
-    return sum(any(a in simp for a in alts) for alts in q.names)
+    text holds (a multi-word Latin name held in part counts its share)."""
+    return sum(n.share(simp) for n in q.names)
