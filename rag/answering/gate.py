@@ -48,8 +48,6 @@ FEATURES = [
     "dense", "dense_gap", "keyword", "inv_rank", "coverage", "sentence_coverage",
     "kind_asked", "kind_in_sentence", "kind_in_passage", "names_asked", "name_coverage",
     "year_conflict", "english",
-    "kind_new_in_sentence", "kind_new_in_passage",
-    "number_new_in_sentence", "time_new_in_sentence", "person_new_in_sentence", "place_new_in_sentence",
 ]
 
 
@@ -338,15 +336,20 @@ def new_kind(q: Question, text: str, start: int, end: int) -> bool:
 
 
 def kind_features(q: Question, text: str, span: tuple[int, int]) -> dict[str, float]:
-    """Whether the best sentence and the passage hold the kind asked for beyond what the
-    question itself says, and the sentence's answer per kind asked: numbers and dates are
-    found by pattern, people and places by part-of-speech tags, so each kind is trusted as
-    far as its own coefficient says."""
+    """Per kind asked (numbers and dates are found by pattern, people and places by
+    part-of-speech tags, so each is trusted as far as its own coefficient says): whether
+    the best sentence and the passage hold it, and hold it beyond what the question says."""
+    out: dict[str, float] = {}
+    in_sent = has_kind(q.kind, text, *span)
     new_sent = new_kind(q, text, *span)
-    out = {"kind_new_in_sentence": float(new_sent),
-           "kind_new_in_passage": float(new_kind(q, text, 0, len(text)))}
+    new_pass = new_kind(q, text, 0, len(text))
+    out["kind_new_in_sentence"] = float(new_sent)
+    out["kind_new_in_passage"] = float(new_pass)
     for k in KINDS:
-        out[f"{k}_new_in_sentence"] = float(q.kind == k and new_sent)
+        asked = q.kind == k
+        out[f"{k}_asked"] = float(asked)
+        out[f"{k}_in_sentence"] = float(asked and in_sent)
+        out[f"{k}_new_in_sentence"] = float(asked and new_sent)
     return out
 
 
