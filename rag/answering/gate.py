@@ -143,15 +143,6 @@ class Question:
     weights: list[float]      # idf of each group
     names: list[Name]         # names, places, numbers the question mentions
     years: set[str]
-    # what the question itself says (its text, its terms' and names' spellings): a number
-    # or a name a sentence shares with the question does not answer it
-    said: frozenset[str] = frozenset()
-
-    def says(self, piece: str) -> bool:
-        piece = piece.strip().lower()
-        digits = re.sub(r"\D", "", piece)
-        text = to_simplified(self.text).lower()
-        return bool(piece) and (piece in text or piece in self.said or bool(digits) and digits in text)
 
 
 @dataclass
@@ -238,10 +229,8 @@ class AnswerabilityGate:
                 if len(word) >= 2 and (w.flag in _ENTITY_FLAGS) and word not in cues:
                     names.append(Name((word,)))
         names += [Name((n,)) for n in re.findall(r"\d+(?:\.\d+)?", q) if not _YEAR_RE.fullmatch(n)]
-        said = frozenset({t for g in groups for t in g} | {a for n in names for a in n.forms}
-                         | {a for n in names for p in n.parts for a in p})
         return Question(question, english, expected_kind(question), groups, weights, names,
-                        set(_YEAR_RE.findall(q)), said)
+                        set(_YEAR_RE.findall(q)))
 
     # ---- passage side --------------------------------------------------
     def features(self, q: Question, hits: list[Hit], i: int) -> dict[str, float]:
@@ -279,7 +268,6 @@ class AnswerabilityGate:
             "name_coverage": name_hits / len(q.names) if q.names else 1.0,
             "year_conflict": float(bool(q.years and years and not (q.years & years))),
             "english": float(q.english),
-            **kind_features(q, h.chunk.text, best_span),
         }
 
     def _dense_comparable(self) -> bool:
@@ -321,36 +309,6 @@ def load_fitted(path: Path, features: list[str], fit_script: str) -> dict:
 
 def load_model(path: Path = MODEL_FILE) -> dict:
     return load_fitted(path, FEATURES, "scripts/fit_gate.py")
-
-
-KINDS = ("number", "time", "person", "place")
-
-
-def new_kind(q: Question, text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] holds the kind asked for in a piece the question does not
-    itself say (a year or a name the question gives is no answer to it)."""
-    if q.kind is None:
-        return False
-    return any(a < end and b > start and not q.says(to_simplified(text[a:b]))
-               for a, b in kind_spans(text)[q.kind])
-
-
-def kind_features(q: Question, text: str, span: tuple[int, int]) -> dict[str, float]:
-    """Per kind asked (numbers and dates are found by pattern, people and places by
-    part-of-speech tags, so each is trusted as far as its own coefficient says): whether
-    the best sentence and the passage hold it, and hold it beyond what the question says."""
-    out: dict[str, float] = {}
-    in_sent = has_kind(q.kind, text, *span)
-    new_sent = new_kind(q, text, *span)
-    new_pass = new_kind(q, text, 0, len(text))
-    out["kind_new_in_sentence"] = float(new_sent)
-    out["kind_new_in_passage"] = float(new_pass)
-    for k in KINDS:
-        asked = q.kind == k
-        out[f"{k}_asked"] = float(asked)
-        out[f"{k}_in_sentence"] = float(asked and in_sent)
-        out[f"{k}_new_in_sentence"] = float(asked and new_sent)
-    return out
 
 
 def names_held(q: Question, simp: str) -> float:
