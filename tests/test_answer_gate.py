@@ -95,3 +95,34 @@ def test_english_question_is_bridged_before_the_gate_judges():
     q = "How many spectators can Shenzhen Stadium hold?"
     sup = gate.check(q, [_hit(ANSWER, 1, 0.84, 9.0), _hit(OTHER_1, 2, 0.76, 0.0)])
     assert sup.answerable and sup.passing[0] == 0
+
+
+def _coverage(gate, question, text):
+    q = gate.question(question)
+    return gate.features(q, [_hit(text, 1, 0.8, 5.0)], 0)
+
+
+def test_an_english_word_and_its_translations_count_once():
+    """Each English content word is one group: its Chinese terms and the word itself.
+    Counted again as a group of its own, it could never be covered by Chinese text (nor its
+    translations by English text), and every English question covered half its terms."""
+    gate = AnswerabilityGate()
+    q = "How many spectators can Shenzhen Stadium hold?"
+    groups = gate.question(q).groups
+    for word in ("spectators", "shenzhen", "stadium"):
+        assert sum(word in g for g in groups) == 1, word
+        assert any(len(g) > 1 for g in groups if word in g), word  # beside its translations
+    assert _coverage(gate, q, ANSWER)["coverage"] >= 0.7
+    assert _coverage(gate, q, "Shenzhen Stadium holds 32,500 spectators and opened in 1985.")["coverage"] >= 0.7
+
+
+def test_a_name_of_several_words_is_held_by_the_share_of_its_words():
+    """One word's translation is half of a two-word name, not the whole of it; the Latin
+    name itself holds it whole; diacritics are read as the bridge reads them."""
+    gate = AnswerabilityGate()
+    q = "When did the Group Sounds boom fade?"
+    assert _coverage(gate, q, "这个团体在当地很有名。")["name_coverage"] == pytest.approx(0.5)
+    assert _coverage(gate, q, "Group Sounds在1960年代后期迅速消失。")["name_coverage"] == 1.0
+    assert _coverage(gate, q, "这种植物生长在热带雨林中。")["name_coverage"] == 0.0
+    (name,) = gate.question("How many works did Minoru Endō write?").names
+    assert name.forms == ("minoru endo",) and len(name.parts) == 2

@@ -97,7 +97,7 @@ def sentence_features(q: Question, text: str, span: tuple[int, int], toks: froze
         "cover_spread": sum(w / m for g, w, m in zip(q.groups, q.weights, spread) if any(t in toks for t in g)) / total,
         "cover": sum(w for g, w in zip(q.groups, q.weights) if any(t in toks for t in g)) / total,
         "kind": float(has_kind(q.kind, text, a, b)),
-        "names": sum(any(x in sent for x in alts) for alts in q.names) / len(q.names) if q.names else 0.0,
+        "names": names_held(q, sent) / len(q.names) if q.names else 0.0,
         "gate": gate_score,
         "inv_rank": 1.0 / (rank + 1),
         "focus_chars": sum(c in sent for c in fchars) / len(fchars) if fchars else 0.0,

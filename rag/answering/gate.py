@@ -113,6 +113,25 @@ def has_kind(kind: str | None, text: str, start: int = 0, end: int | None = None
     return any(a < end and b > start for a, b in kind_spans(text)[kind])
 
 
+@dataclass(frozen=True)
+class Name:
+    """A name, place or number the question mentions. Held by a text that holds one of its
+    `forms` (whole spellings); a Latin name of several words is also held in part, by the
+    share of its words (`parts`, each with its translations as alternatives) the text holds,
+    so that one common word's translation does not count as the whole name."""
+
+    forms: tuple[str, ...]
+    parts: tuple[tuple[str, ...], ...] = ()
+
+    def share(self, simp: str) -> float:
+        """How much of the name the (simplified, lower-cased) text holds, 0..1."""
+        if any(f in simp for f in self.forms):
+            return 1.0
+        if not self.parts:
+            return 0.0
+        return sum(any(a in simp for a in p) for p in self.parts) / len(self.parts)
+
+
 @dataclass
 class Question:
     """What a passage must hold to answer a question (built once per question)."""
@@ -122,7 +141,7 @@ class Question:
     kind: str | None
     groups: list[list[str]]   # content terms, alternatives within a group (search tokens)
     weights: list[float]      # idf of each group
-    names: list[list[str]]    # names, places, numbers the question mentions
+    names: list[Name]         # names, places, numbers the question mentions
     years: set[str]
 
 
@@ -176,31 +195,40 @@ class AnswerabilityGate:
         cues = {c for c, _ in _cues("en" if english else "zh")}
         toks = [t for t in dict.fromkeys(tokenize(question)) if t not in frame and t not in cues]
         groups: list[list[str]] = []
-        names: list[list[str]] = []
+        weights: list[float] = []
+        names: list[Name] = []
         q = to_simplified(question)
         if english:
-            from rag.crossling import bridge_groups
+            from rag.crossling import bridge_groups_sourced
 
             vocab = self.vocab
-            bridged = bridge_groups(question, vocab)
-            for g in bridged:
+            # One group per content word (or phrase): its Chinese terms, and the word itself
+            # for documents in English. A word the dictionary cannot bridge comes back as
+            # itself. Never the word again as a group of its own: no Chinese passage could
+            # cover it, and English questions' coverage would be halved.
+            for g, words in bridge_groups_sourced(question, vocab):
                 alts = list(dict.fromkeys(t for term in g for t in (tokenize(term) or [term.lower()])))
-                if alts:
-                    groups.append(alts)
-            groups += [[t] for t in toks if t.isascii() and t.isalpha() and len(t) > 2
-                       and not any(t in g for g in groups)]
-            for m in _LATIN_NAME_RE.finditer(question.strip()):
+                if not alts:
+                    continue
+                # weighed by the terms the group was bridged to, as the keyword retriever sees them
+                weights.append(max(self.idf(t) for t in alts))
+                groups.append(list(dict.fromkeys(alts + [t for w in words for t in tokenize(w)])))
+            from rag.crossling import fold_latin
+
+            # letters without diacritics, so "Endō" is read whole (the bridge folds them too)
+            for m in _LATIN_NAME_RE.finditer(fold_latin(question.strip())):
                 name = m.group(0)
-                alts = [t for g in bridge_groups(name, vocab) for t in g] + [name.lower()]
-                names.append(list(dict.fromkeys(a.lower() for a in alts)))
+                parts = tuple(tuple(dict.fromkeys(a.lower() for a in g + words))
+                              for g, words in bridge_groups_sourced(name, vocab))
+                names.append(Name((name.lower(),), parts))
         else:
             groups = [[t] for t in toks]
+            weights = [self.idf(t) for t in toks]
             for w in posseg().cut(q):
                 word = w.word.strip().lower()
                 if len(word) >= 2 and (w.flag in _ENTITY_FLAGS) and word not in cues:
-                    names.append([word])
-        names += [[n] for n in re.findall(r"\d+(?:\.\d+)?", q) if not _YEAR_RE.fullmatch(n)]
-        weights = [max(self.idf(t) for t in g) for g in groups]
+                    names.append(Name((word,)))
+        names += [Name((n,)) for n in re.findall(r"\d+(?:\.\d+)?", q) if not _YEAR_RE.fullmatch(n)]
         return Question(question, english, expected_kind(question), groups, weights, names,
                         set(_YEAR_RE.findall(q)))
 
@@ -283,7 +311,7 @@ def load_model(path: Path = MODEL_FILE) -> dict:
     return load_fitted(path, FEATURES, "scripts/fit_gate.py")
 
 
-def names_held(q: Question, simp: str) -> int:
+def names_held(q: Question, simp: str) -> float:
     """How many of the names and numbers the question mentions the (simplified, lower-cased)
-    text holds, in any of each one's spellings."""
-    return sum(any(a in simp for a in alts) for alts in q.names)
+    text holds (a multi-word Latin name held in part counts its share)."""
+    return sum(n.share(simp) for n in q.names)
