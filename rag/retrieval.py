@@ -278,9 +278,9 @@ class Searcher:
         if missing:
             fetched.update(store.get(missing))
         if depth > k:
-            n_docs = len(keyword)
+            # an empty index leaves no term with a document frequency, so no terms
             cterms = coord_terms(qtoks, lambda t: self.idf(t) if keyword.doc_freq(t) else None)
-            if cterms and n_docs:
+            if cterms:
                 ranked = sorted(
                     ((cid, sc + s.coord_weight * coord(cterms, fetched[cid].heading, fetched[cid].text)
                       if fetched.get(cid) is not None else sc) for cid, sc in ranked),

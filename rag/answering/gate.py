@@ -199,7 +199,7 @@ class AnswerabilityGate:
         names: list[Name] = []
         q = to_simplified(question)
         if english:
-            from rag.crossling import bridge_groups_sourced
+            from rag.crossling import bridge_groups_sourced, fold_latin
 
             vocab = self.vocab
             # One group per content word (or phrase): its Chinese terms, and the word itself
@@ -213,8 +213,6 @@ class AnswerabilityGate:
                 # weighed by the terms the group was bridged to, as the keyword retriever sees them
                 weights.append(max(self.idf(t) for t in alts))
                 groups.append(list(dict.fromkeys(alts + [t for w in words for t in tokenize(w)])))
-            from rag.crossling import fold_latin
-
             # letters without diacritics, so "Endō" is read whole (the bridge folds them too)
             for m in _LATIN_NAME_RE.finditer(fold_latin(question.strip())):
                 name = m.group(0)
