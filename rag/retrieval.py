@@ -268,7 +268,11 @@ class Searcher:
             cid = keyword.chunk_id(i)
             fused[cid] = fused.get(cid, 0.0) + (1.0 - w_dense) * norm
             kw_score[cid] = float(kw[i])
-        depth = max(k, s.coord_depth) if not terms and s.coord_weight else k
+        # the bonus reorders the first coord_depth candidates whatever k is, so a longer list
+        # starts with the shorter one (it used to run only for k < coord_depth: a search for
+        # 20 or more hits, as the gate's fit script makes, ranked without it)
+        use_coord = not terms and s.coord_weight > 0 and s.coord_depth > 0
+        depth = max(k, s.coord_depth) if use_coord else k
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:depth]
         # texts and offsets of these few ids: stored with the keyword index (a second call to
         # Chroma cost a third of a search at 100k chunks); from Chroma for any it lacks
@@ -277,14 +281,16 @@ class Searcher:
         missing = [cid for cid, _ in ranked if fetched.get(cid) is None]
         if missing:
             fetched.update(store.get(missing))
-        if depth > k:
+        if use_coord:
             # an empty index leaves no term with a document frequency, so no terms
             cterms = coord_terms(qtoks, lambda t: self.idf(t) if keyword.doc_freq(t) else None)
             if cterms:
-                ranked = sorted(
+                head = sorted(
                     ((cid, sc + s.coord_weight * coord(cterms, fetched[cid].heading, fetched[cid].text)
-                      if fetched.get(cid) is not None else sc) for cid, sc in ranked),
+                      if fetched.get(cid) is not None else sc) for cid, sc in ranked[:s.coord_depth]),
                     key=lambda kv: -kv[1])
+                # the bonus only raises scores, so the head still outranks the rest
+                ranked = head + ranked[s.coord_depth:]
             ranked = ranked[:k]
         hits = []
         for cid, score in ranked:

@@ -62,3 +62,13 @@ def test_chunk_holding_all_question_terms_moves_above_one_repeating_a_few(search
     assert searcher.search(question, 3)[0].chunk.source == "b.md"
     monkeypatch.setattr(searcher.settings, "coord_weight", 0.0)  # without the bonus the repeater wins
     assert searcher.search(question, 3)[0].chunk.source == "a.md"
+
+
+def test_a_longer_list_starts_with_the_shorter_one(searcher):
+    # the bonus used to run only for k < coord_depth (20): a search for 30 hits, as the
+    # gate's fit script makes, ranked the repeater first while a search for 3 did not
+    question = "越南的科举于何时废除？"
+    short = [h.chunk.id for h in searcher.search(question, 3)]
+    for k in (searcher.settings.coord_depth, 30):
+        assert [h.chunk.id for h in searcher.search(question, k)][:3] == short
+    assert searcher.search(question, 30)[0].chunk.source == "b.md"
