@@ -67,6 +67,9 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
                     hits2 = s.search(q2, SEARCH_DEPTH)
                     if not any(new.lower() in to_simplified(h.chunk.text).lower() for h in hits2[:TOP_PASSAGES]):
                         variants.append(("name-swapped", q2, hits2, False))
+                removed = span_removed(it, hits, embedder)
+                if removed is not None:
+                    variants.append(("span-removed", it.question, removed, False))
             for variant, text, hs, answerable in variants:
                 q = gate.question(text)
                 top = hs[:TOP_PASSAGES]
@@ -78,6 +81,69 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
                 })
         checkpoint_rows(spec.name, rows, t0, rows_file)
     return rows
+
+
+# The kinds of answer whose span can be cut out of a sentence and leave it whole: the
+# sentence keeps the question's words, only the fact asked for is gone.
+SPAN_KINDS = ("number", "time", "person", "place")
+
+
+def cut_answer(text: str, answers: list[str]) -> str:
+    """The text with every occurrence of the answer strings cut out (matched in simplified,
+    lower-cased form, so a traditional passage loses the same characters). A number is cut
+    only where it stands whole ("2" not out of "2001"), a Latin word only as a word."""
+    import re
+
+    simp = to_simplified_same_length(text).lower()
+    drop = [False] * len(text)
+    for a in {a.strip().lower() for a in answers if a.strip()}:
+        head = r"(?<![\d.,])" if a[0].isdigit() else r"(?<![a-z])" if a[0].isascii() and a[0].isalpha() else ""
+        tail = r"(?![\d.,]?\d)" if a[-1].isdigit() else r"(?![a-z])" if a[-1].isascii() and a[-1].isalpha() else ""
+        for m in re.finditer(head + re.escape(a) + tail, simp):
+            drop[m.start():m.end()] = [True] * (m.end() - m.start())
+    return "".join(c for c, d in zip(text, drop) if not d)
+
+
+def to_simplified_same_length(text: str) -> str:
+    from rag.lang import to_simplified
+
+    simp = to_simplified(text)
+    return simp if len(simp) == len(text) else text
+
+
+def span_removed(item, hits: list, embedder) -> list | None:
+    """The question's own top passages with its answer span cut out, or None. The hardest
+    unanswerable case: the passages name everything the question names, even the sentence
+    that answered keeps its context words, but the thing asked for is no longer there.
+    Only for questions asking for a number, date, person or place whose evidence is among
+    the top passages, and only when no passage still holds the evidence or any of the
+    answer's facts. The dense similarity is recomputed for the cut passage (as the index
+    would embed it); the keyword score and the ranking are the original search's: the cut
+    answer is not a term of the question, so its bm25 score barely moves."""
+    from dataclasses import replace
+
+    from rag.answering.gate import TOP_PASSAGES, expected_kind
+    from rag.evaluate import facts_ok, supports
+    from rag.indexer import _passage_text as passage_text  # what the index embeds for a chunk
+    from rag.types import Hit
+
+    if expected_kind(item.question) not in SPAN_KINDS or not item.answer_must:
+        return None
+    top = hits[:TOP_PASSAGES]
+    if not any(supports(h.chunk.text, item.evidence) for h in top):
+        return None
+    answers = [a for g in item.answer_must for a in g]
+    cut = [replace(h.chunk, text=cut_answer(h.chunk.text, answers), heading=cut_answer(h.chunk.heading, answers))
+           for h in top]
+    for c in cut:
+        whole = f"{c.heading} {c.text}"
+        if supports(c.text, item.evidence) or any(facts_ok(whole, [g]) for g in item.answer_must):
+            return None
+    qv = embedder.embed_queries([item.question])[0]
+    changed = [i for i, (h, c) in enumerate(zip(top, cut)) if c != h.chunk and h.dense_score is not None]
+    dense = dict(zip(changed, (float(v @ qv) for v in embedder.embed_passages([passage_text(cut[i]) for i in changed]))))
+    return [Hit(c, h.score, h.rank, dense.get(i, h.dense_score), h.keyword_score)
+            for i, (h, c) in enumerate(zip(top, cut))] + hits[TOP_PASSAGES:]
 
 
 def names_in(question: str) -> list[str]:
@@ -209,6 +275,7 @@ def metrics(rows: list[dict], scores: list[float], thr: dict[str, float]) -> dic
     natural = [m for r, m in zip(rows, margin) if not r["answerable"] and r["variant"] == "asked"]
     made = [m for r, m in zip(rows, margin) if r["variant"] == "source-left-out"]
     swapped = [m for r, m in zip(rows, margin) if r["variant"] == "name-swapped"]
+    cut = [m for r, m in zip(rows, margin) if r["variant"] == "span-removed"]
 
     def share(xs, refuse):
         return round(sum((x < 0) == refuse for x in xs) / len(xs), 3) if xs else None
@@ -216,8 +283,16 @@ def metrics(rows: list[dict], scores: list[float], thr: dict[str, float]) -> dic
     return {"false_refusals": share(ans, True), "false_refusals_when_retrieved": share(found, True),
             "refusal_accuracy": share(natural, True), "refusal_accuracy_left_out": share(made, True),
             "refusal_accuracy_name_swapped": share(swapped, True),
-            "n_answerable": len(ans), "n_unanswerable": len(natural), "n_left_out": len(made)}
+            "refusal_accuracy_span_removed": share(cut, True),
+            "n_answerable": len(ans), "n_unanswerable": len(natural), "n_left_out": len(made),
+            "n_span_removed": len(cut)}
 
+
+# Variants judged out of fold but never fitted on. Span-removed questions were tried as
+# training negatives (2026-11-30): the features cannot tell them from their answerable
+# twins (half the cut sentences still hold another number or date), so they only lowered
+# the thresholds and the refusals of the other sets; kept as a measure of the weakness.
+JUDGED_ONLY = ("span-removed",)
 
 # The embedder the rows were collected with (the default model): its cosines are what
 # the dense features mean.
@@ -231,7 +306,7 @@ def fit(rows: list[dict], c: float, max_fr: float, embed_model: str = FITTED_EMB
     oof = [0.0] * len(rows)
     cv = {}
     for g in groups:
-        train = [r for r in rows if r["group"] != g]
+        train = [r for r in rows if r["group"] != g and r["variant"] not in JUDGED_ONLY]
         test_idx = [i for i, r in enumerate(rows) if r["group"] == g]
         scaler, clf = _fit(train, c)
         thr = _threshold(train, _question_scores(train, scaler, clf), max_fr)
@@ -242,7 +317,8 @@ def fit(rows: list[dict], c: float, max_fr: float, embed_model: str = FITTED_EMB
         for name in sorted({r["set"] for r in test}):
             sub = [(r, s) for r, s in zip(test, scores) if r["set"] == name]
             cv[name] = {"threshold": thr, **metrics([r for r, _ in sub], [s for _, s in sub], thr)}
-    scaler, clf = _fit(rows, c)
+    fitted = [r for r in rows if r["variant"] not in JUDGED_ONLY]
+    scaler, clf = _fit(fitted, c)
     thr = _threshold(rows, oof, max_fr)
     return {
         "about": "Answerability gate (rag/answering/gate.py), fitted by scripts/fit_gate.py; do not edit by hand.",
@@ -255,7 +331,7 @@ def fit(rows: list[dict], c: float, max_fr: float, embed_model: str = FITTED_EMB
         "intercept": round(float(clf.intercept_[0]), 6),
         "threshold": thr,
         "fit": {"C": c, "max_false_refusals": max_fr, "sets": sorted({r["set"] for r in rows}),
-                "examples": int(len(_matrix(rows)[1])), "questions": len(rows)},
+                "examples": int(len(_matrix(fitted)[1])), "questions": len(fitted)},
         "cross_validation": {"folds": "one per corpus group: " + ", ".join(groups), "by_set": cv,
                              "pooled_out_of_fold": metrics(rows, oof, thr)},
     }

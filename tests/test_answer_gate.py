@@ -126,3 +126,71 @@ def test_a_name_of_several_words_is_held_by_the_share_of_its_words():
     assert _coverage(gate, q, "这种植物生长在热带雨林中。")["name_coverage"] == 0.0
     (name,) = gate.question("How many works did Minoru Endō write?").names
     assert name.forms == ("minoru endo",) and len(name.parts) == 2
+
+
+def _fit_gate_module():
+    spec = importlib.util.spec_from_file_location("fit_gate", ROOT / "scripts" / "fit_gate.py")
+    fit_gate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit_gate)
+    return fit_gate
+
+
+def test_cutting_the_answer_leaves_the_sentence_and_other_numbers():
+    cut = _fit_gate_module().cut_answer
+    # a number is cut where it stands whole, not out of a longer one
+    assert cut("于2001年落成，另设2层商铺，共2,000方呎。", ["2"]) == "于2001年落成，另设层商铺，共2,000方呎。"
+    # matched in simplified form: a traditional passage loses the same characters
+    assert cut("歐德謨認為角是偏差。", ["欧德谟"]) == "認為角是偏差。"
+    assert cut("Built in 2001 with two floors and a network", ["two"]) == "Built in 2001 with  floors and a network"
+
+
+class _FakeEmbedder:
+    """Unit vectors: a passage's cosine to any question is its length's share of 100."""
+
+    def embed_queries(self, texts):
+        import numpy as np
+
+        return np.array([[1.0, 0.0] for _ in texts])
+
+    def embed_passages(self, texts):
+        import numpy as np
+
+        return np.array([[len(t) / 100, (1 - (len(t) / 100) ** 2) ** 0.5] for t in texts])
+
+
+def test_span_removed_negatives_lose_only_the_fact_asked_for():
+    from rag.evaluate import EvalItem
+
+    fit_gate = _fit_gate_module()
+    text = "上海科学技术出版社始建于1955年，已出版各类图书11000种，累计印数达5.7亿册。"
+    item = EvalItem("q", "上海科学技术出版社已出版图书多少种？", "zh-Hans", ["各类图书11000种"], [["11000种"]])
+    hits = [hit(text, 1), hit("另一段无关的文字。", 2)]
+    out = fit_gate.span_removed(item, hits, _FakeEmbedder())
+    assert out is not None and out[0].chunk.text == text.replace("11000种", "")
+    # the cut passage's similarity is recomputed, an untouched one keeps its own
+    assert out[0].dense_score == pytest.approx(len(out[0].chunk.text) / 100)
+    assert out[1] is not hits[1] and out[1].dense_score == hits[1].dense_score
+    # nothing to cut when the question asks for no number, date, person or place
+    assert fit_gate.span_removed(EvalItem("q", "这家出版社出版了什么？", "zh-Hans", item.evidence, item.answer_must),
+                                 hits, _FakeEmbedder()) is None
+    # nor when the answer stays in another spelling (Chinese numerals count as the number)
+    twice = text.replace("。", "，即一万一千种。")
+    item2 = EvalItem("q", item.question, "zh-Hans", item.evidence, [["11000"]])
+    assert fit_gate.span_removed(item2, [hit(twice, 1)], _FakeEmbedder()) is None
+    # nor when the evidence is not among the top passages
+    assert fit_gate.span_removed(item, [hit("另一段无关的文字。", 1)], _FakeEmbedder()) is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="scikit-learn not installed")
+def test_span_removed_rows_are_judged_not_fitted():
+    """The span-removed variant measures the gate on on-topic unanswerable questions; the
+    model and thresholds are the same with or without those rows."""
+    fit_gate = _fit_gate_module()
+    rows = fit_gate.load_rows(ROWS)
+    assert any(r["variant"] == "span-removed" for r in rows)
+    with_cut = fit_gate.fit(rows, 1.0, 0.02)
+    without = fit_gate.fit([r for r in rows if r["variant"] != "span-removed"], 1.0, 0.02)
+    assert with_cut["coef"] == without["coef"] and with_cut["threshold"] == without["threshold"]
+    pooled = with_cut["cross_validation"]["pooled_out_of_fold"]
+    assert pooled["n_span_removed"] > 0 and 0.0 <= pooled["refusal_accuracy_span_removed"] <= 1.0
+    assert without["cross_validation"]["pooled_out_of_fold"]["refusal_accuracy_span_removed"] is None
