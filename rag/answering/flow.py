@@ -20,9 +20,11 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    question, and overlap the cited passages when it has anything checkable
    (numbers, Chinese text, Latin names). A rejected reply is retried once with
    the fault named (same chat, so the prompt prefix is in llama.cpp's cache).
-4. An English answer is followed by the evidence sentence translated
+4. An English answer is followed by the evidence sentences translated
    (`QUOTE_LEAD`): the small model's own answer is short but sometimes vague,
-   its translation keeps the facts. A Chinese answer must say what the picked
+   its translation keeps the facts. Each sentence, best first, is translated in
+   its own follow-up turn and checked alone; a name the model read in pinyin is
+   followed by its written form ("En Boli (恩波利)", `names_as_written`). A Chinese answer must say what the picked
    evidence sentences say (`from_evidence`: most of what it adds to the
    question is found in them); it is then followed by those sentences quoted
    (`QUOTE_LEAD_ZH`), else the extractive answer replaces it (the 1.5B model
