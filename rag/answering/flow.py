@@ -22,9 +22,9 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    the fault named (same chat, so the prompt prefix is in llama.cpp's cache).
 4. An English answer is followed by the evidence sentences translated
    (`QUOTE_LEAD`): the small model's own answer is short but sometimes vague,
-   its translation keeps the facts. Each sentence, best first, is translated in
-   its own follow-up turn and checked alone; a name the model read in pinyin is
-   followed by its written form ("En Boli (恩波利)", `names_as_written`). A Chinese answer must say what the picked
+   its translation keeps the facts. Each passage's translation is checked alone
+   and shown when complete; a name the model read in pinyin is followed by its
+   written form ("En Boli (恩波利)", `names_as_written`). A Chinese answer must say what the picked
    evidence sentences say (`from_evidence`: most of what it adds to the
    question is found in them); it is then followed by those sentences quoted
    (`QUOTE_LEAD_ZH`), else the extractive answer replaces it (the 1.5B model
@@ -97,10 +97,6 @@ if TYPE_CHECKING:  # pragma: no cover
 # Quoted titles and parentheses: a Chinese title inside an English answer is not a sign
 # that the model is copying the passage.
 _QUOTED_RE = re.compile(r"《[^》]*》|「[^」]*」|“[^”]*”|\"[^\"]*\"|\([^)]*\)|（[^）]*）")
-
-# Evidence sentences translated under an English answer: the picker quotes at most three.
-MAX_TRANSLATED = 3
-
 
 def _cite_end(text: str, n: int) -> str:
     """"He was born in Florence ." -> "He was born in Florence [2]." ("" for no text)."""
@@ -320,36 +316,31 @@ class LLMAnswerer:
 
     def _translate_evidence(self, out: _Shown, sel: Selection, given: Sequence[Hit], question: str,
                             messages: list[Any], answer: str, lead: str = ""):
-        """Translate the evidence sentences into English, best first (at most `MAX_TRANSLATED`),
-        one follow-up turn per sentence in the same chat (llama.cpp keeps the system prompt and
-        examples cached for the next question). Each translation is checked on its own, gets
-        the names the model read romanised followed by their written form
-        (`names_as_written`) and its passage's [n], and is shown when it is complete, after
-        `lead`; returns the accepted translations joined, or "" when none passed.
-
-        One sentence per turn because given a passage's two or three evidence sentences at
-        once, the model translated the first and dropped or garbled the rest, often the one
-        holding the answer (the picker's first sentence holds it 0.63 of the time on
-        crosslingual, its three 0.83)."""
+        """Translate the evidence into English: at most two passages, one follow-up turn each in
+        the same chat (llama.cpp keeps the system prompt and examples cached for the next
+        question). Each passage's translation is checked on its own, cited [n], gets the names
+        the model read romanised followed by their written form (`names_as_written`) and is
+        shown when complete, after `lead`; returns the accepted translations joined, or ""."""
         from llama_index.core.llms import ChatMessage
 
         chat = [*messages, ChatMessage(role="assistant", content=answer.strip() or NO_ANSWER)]
         parts: list[str] = []
         self.last_timing.attempts += 1
-        for n, sentence in sel.evidence[:MAX_TRANSLATED]:
+        for n in list(dict.fromkeys(m for m, _ in sel.evidence))[:2]:
+            # sel.texts[n - 1] is passage n's evidence sentences as the model read them
             chat.append(ChatMessage(role="user", content=TRANSLATE_FOLLOW.format(
-                n=n, text=quote_passage(passage_for("en", sentence)))))
+                n=n, text=quote_passage(sel.texts[n - 1]))))
             raw = self._collect(self._stream_llm(chat), "en")
             chat.append(ChatMessage(role="assistant", content=raw))
-            # the sentence comes from passage n, whatever number the model wrote
+            # it translates passage n, whatever number the model wrote
             piece = _cite_end(strip_citations(normalize_citations(raw)), n)
             if not piece:
                 continue
             check = check_answer(piece, given, question, "en", sel.texts)
             if not check.ok or check.refused:
-                continue  # e.g. a number the passages do not hold: this sentence is not shown
+                continue  # e.g. a number the passages do not hold: this passage is not shown
             # checked before the written names are added: they are not the model's words
-            piece = names_as_written(check.text, sentence)
+            piece = names_as_written(check.text, "".join(s for m, s in sel.evidence if m == n))
             yield from out.emit((lead if not parts else " ") + piece)
             parts.append(piece)
         return " ".join(parts)
