@@ -302,7 +302,7 @@ def test_english_answer_is_followed_by_the_evidence_sentence_translated():
                   "bring intelligent applications to 3,000 manufacturing enterprises.")
     llm = ScriptedLLM([first, translated])
     deltas, finals, _ = run_stream(LLMAnswerer(llm, _real_extractive()), Q_EN, _one_evidence_hits(), "en")
-    expected = f"{first}{QUOTE_LEAD}{translated} [1]"
+    expected = f"{first}{QUOTE_LEAD}{translated[:-1]} [1]."  # its passage cited before the stop
     assert finals[0].text == expected
     assert "".join(deltas) == expected  # what was streamed is the final text
     assert [c.n for c in finals[0].citations] == [1] and finals[0].citations[0].chunk_id == "c1"
@@ -321,7 +321,7 @@ def test_model_refusal_despite_evidence_gives_the_evidence_translated():
     translated = "In August, Shanghai launched a plan to bring AI to 3,000 manufacturers."
     llm = ScriptedLLM([NO_ANSWER, translated])
     ans = LLMAnswerer(llm, _real_extractive()).answer(Q_EN, _one_evidence_hits(), "en")
-    assert not ans.refused and ans.text == translated + " [1]"
+    assert not ans.refused and ans.text == translated[:-1] + " [1]."
     assert "translated" in ans.notice
     # Chinese: the extractive answer, in the question's language
     llm = ScriptedLLM([NO_ANSWER])
@@ -403,6 +403,73 @@ def test_a_rejected_answer_is_not_in_the_chat_that_translates_the_evidence():
     translated = "In August, Shanghai launched a plan to bring AI to 3,000 manufacturers."
     llm = ScriptedLLM([invented, invented, translated])
     ans = LLMAnswerer(llm, _real_extractive()).answer(Q_EN, _one_evidence_hits(), "en")
-    assert not ans.refused and ans.text == translated + " [1]" and "translated" in ans.notice
+    assert not ans.refused and ans.text == translated[:-1] + " [1]." and "translated" in ans.notice
     # the translation turn follows the question's prompt and NO_ANSWER, not the invented reply
     assert "7,777" not in llm.prompts[2] and NO_ANSWER in llm.prompts[2][len(llm.prompts[0]) - 20:]
+
+
+# ----------------------------------------------------------------------------- English translation
+
+SPALLETTI = "之后再辗转执教森多利亚、威尼斯等球会。史巴列堤是于恩波利展开其教练生涯。他于1959年出生。"
+
+
+class SentencesExtractive(FakeExtractive):
+    """Picks the given sentences of the first passage, in this order (best first)."""
+
+    def __init__(self, *sentences):
+        super().__init__()
+        self.sentences = sentences
+
+    def pick_spans(self, question, hits, allowed, q=None, scores=None):
+        text = hits[0].chunk.text
+        return [(0, text.index(s), text.index(s) + len(s)) for s in self.sentences]
+
+
+def test_names_as_written_follow_their_romanisation():
+    from rag.answering.passages import english_names, names_as_written
+
+    src = "史巴列堤是于恩波利展开其教练生涯。"
+    assert "En Boli" in english_names(src)  # what the model reads
+    assert names_as_written("He began his coaching career at En Boli.", src) == (
+        "He began his coaching career at En Boli (恩波利).")
+    # with or without spaces and hyphens, any case; first mention only; never twice
+    assert names_as_written("At Enboli, then en-boli.", src) == "At Enboli (恩波利), then en-boli."
+    assert names_as_written("At En Boli (恩波利).", src) == "At En Boli (恩波利)."
+    # only names the source holds, and only whole words
+    assert names_as_written("Chen Gang met Benboli.", src) == "Chen Gang met Benboli."
+    assert names_as_written("Chen Gang spoke.", "黨委書記陳剛表示") == "Chen Gang (陈刚) spoke."
+
+
+def test_translation_is_shown_complete_with_names_as_written():
+    best, second = "史巴列堤是于恩波利展开其教练生涯。", "之后再辗转执教森多利亚、威尼斯等球会。"
+    first = "Spalletti began his coaching career at En Boli [1]."
+    translated = "Shi Baliedi began his coaching career at En Boli. He then coached Sendoria and Venice [1]."
+    llm = ScriptedLLM([first, translated])
+    deltas, finals, _ = run_stream(LLMAnswerer(llm, SentencesExtractive(best, second)),
+                                   "Where did Spalletti begin coaching?", [hit(SPALLETTI, 1)], "en")
+    # (jieba reads 史巴列 as the name here, and "Shi Baliedi" is not its romanisation)
+    expected = (f"{first}{QUOTE_LEAD}Shi Baliedi began his coaching career at En Boli (恩波利). "
+                f"He then coached Sendoria and Venice [1].")
+    assert finals[0].text == "".join(deltas) == expected
+    # one follow-up turn for the passage's evidence sentences, best first
+    assert len(llm.prompts) == 2
+    turn = llm.prompts[1][len(llm.prompts[0]):]
+    assert turn.index("En Boli") < turn.index("森多利亚")
+
+
+def test_a_passage_translation_that_fails_the_check_is_dropped_alone():
+    other = "陈锋专攻单打，原本参加印尼国家队。"
+    hits = [hit(SPALLETTI, 1), hit(other, 2)]
+
+    class TwoPassages(FakeExtractive):
+        def pick_spans(self, question, hits, allowed, q=None, scores=None):
+            return [(0, 0, SPALLETTI.index("。") + 1), (1, 0, len(other))]
+
+    first = "Spalletti coached Sendoria and Venice [1]."
+    q = "Whom did Spalletti coach?"
+    llm = ScriptedLLM([first, "He coached 7 clubs.", "Chen Feng specialised in singles [2]."])
+    ans = LLMAnswerer(llm, TwoPassages()).answer(q, hits, "en")
+    assert ans.text == f"{first}{QUOTE_LEAD}Chen Feng (陈锋) specialised in singles [2]."
+    # none passes: the checked answer stands alone
+    llm = ScriptedLLM([first, "He coached 7 clubs.", "It happened in 1969."])
+    assert LLMAnswerer(llm, TwoPassages()).answer(q, hits, "en").text == first

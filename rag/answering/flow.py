@@ -20,9 +20,11 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    question, and overlap the cited passages when it has anything checkable
    (numbers, Chinese text, Latin names). A rejected reply is retried once with
    the fault named (same chat, so the prompt prefix is in llama.cpp's cache).
-4. An English answer is followed by the evidence sentence translated
+4. An English answer is followed by the evidence sentences translated
    (`QUOTE_LEAD`): the small model's own answer is short but sometimes vague,
-   its translation keeps the facts. A Chinese answer must say what the picked
+   its translation keeps the facts. Each passage's translation is checked alone
+   and shown when complete; a name the model read in pinyin is followed by its
+   written form ("En Boli (恩波利)", `names_as_written`). A Chinese answer must say what the picked
    evidence sentences say (`from_evidence`: most of what it adds to the
    question is found in them); it is then followed by those sentences quoted
    (`QUOTE_LEAD_ZH`), else the extractive answer replaces it (the 1.5B model
@@ -59,7 +61,14 @@ from rag.answering.checking import (
     script_stats,
     strip_citations,
 )
-from rag.answering.passages import MAX_PASSAGES, build_messages, passage_for, passage_window, retry_messages
+from rag.answering.passages import (
+    MAX_PASSAGES,
+    build_messages,
+    names_as_written,
+    passage_for,
+    passage_window,
+    retry_messages,
+)
 from rag.answering.prompts import (
     NO_ANSWER,
     NOTICE_ANSWERING_IN,
@@ -88,6 +97,13 @@ if TYPE_CHECKING:  # pragma: no cover
 # Quoted titles and parentheses: a Chinese title inside an English answer is not a sign
 # that the model is copying the passage.
 _QUOTED_RE = re.compile(r"《[^》]*》|「[^」]*」|“[^”]*”|\"[^\"]*\"|\([^)]*\)|（[^）]*）")
+
+def _cite_end(text: str, n: int) -> str:
+    """"He was born in Florence ." -> "He was born in Florence [2]." ("" for no text)."""
+    text = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(text.split()))
+    body = text.rstrip(".!?")
+    return f"{body} [{n}]{text[len(body):]}" if body else ""
+
 
 class Answerer(Protocol):
     mode: str
@@ -300,35 +316,43 @@ class LLMAnswerer:
 
     def _translate_evidence(self, out: _Shown, sel: Selection, given: Sequence[Hit], question: str,
                             messages: list[Any], answer: str, lead: str = ""):
-        """Stream the English translation of the evidence passages (at most two, one follow-up
-        turn each in the same chat, so llama.cpp keeps the system prompt and examples cached
-        for the next question), each cited [n]; returns it, or "" when it fails the check
-        (what was streamed is then replaced by the final Answer)."""
+        """Translate the evidence into English: at most two passages, one follow-up turn each in
+        the same chat (llama.cpp keeps the system prompt and examples cached for the next
+        question). Each passage's translation is checked on its own, cited [n], gets the names
+        the model read romanised followed by their written form (`names_as_written`) and is
+        shown when complete, after `lead`; returns the accepted translations joined, or ""."""
         from llama_index.core.llms import ChatMessage
 
-        groups = list(dict.fromkeys(n for n, _ in sel.evidence))
         chat = [*messages, ChatMessage(role="assistant", content=answer.strip() or NO_ANSWER)]
-        parts = []
-        timing = self.last_timing
-        timing.attempts += 1
-        if lead:
-            yield from out.emit(lead)
-        for n in groups[:2]:
+        parts: list[str] = []
+        self.last_timing.attempts += 1
+        for n in list(dict.fromkeys(m for m, _ in sel.evidence))[:2]:
             # sel.texts[n - 1] is passage n's evidence sentences as the model read them
             chat.append(ChatMessage(role="user", content=TRANSLATE_FOLLOW.format(
                 n=n, text=quote_passage(sel.texts[n - 1]))))
-            if parts:
-                yield from out.emit(" ")
-            raw = yield from self._emit_model(out, self._stream_llm(chat), "en")
+            raw = self._collect(self._stream_llm(chat), "en")
             chat.append(ChatMessage(role="assistant", content=raw))
-            raw = normalize_citations(raw.strip())
-            if raw and not cited_numbers(raw):
-                raw = f"{raw} [{n}]"  # as streamed, so the final text matches what was shown
-                yield from out.emit(f" [{n}]")
-            parts.append(raw)
-        text = " ".join(p for p in parts if p)
-        check = check_answer(text, given, question, "en", sel.texts)
-        return check.text if check.ok and not check.refused else ""
+            # it translates passage n, whatever number the model wrote
+            piece = _cite_end(strip_citations(normalize_citations(raw)), n)
+            if not piece:
+                continue
+            check = check_answer(piece, given, question, "en", sel.texts)
+            if not check.ok or check.refused:
+                continue  # e.g. a number the passages do not hold: this passage is not shown
+            # checked before the written names are added: they are not the model's words
+            piece = names_as_written(check.text, "".join(s for m, s in sel.evidence if m == n))
+            yield from out.emit((lead if not parts else " ") + piece)
+            parts.append(piece)
+        return " ".join(parts)
+
+    def _collect(self, deltas: Iterator[str], lang: str) -> str:
+        """The model's whole reply, not streamed (cut short like `_emit_model` when hopeless)."""
+        raw = ""
+        for delta in deltas:
+            raw += delta
+            if self._hopeless(raw, lang):
+                break
+        return raw
 
     # -- internals
 

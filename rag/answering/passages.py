@@ -84,24 +84,52 @@ def english_magnitudes(text: str) -> str:
     return MAGNITUDE_RE.sub(repl, text)
 
 
-def english_names(text: str) -> str:
-    """"陈刚" -> "Chen Gang" for people's names (jieba's nr tag), in pypinyin's romanisation:
-    the model otherwise invents a transliteration ("Chen Guangming"); given both forms it
-    wrote both ("Chen Gang (Chen Gang)")."""
+# jieba tags some common words as names (智能化, 高水平); a real name is rare in its dictionary
+_NAME_MAX_FREQ = 10
+
+
+def _name_pieces(text: str) -> list[tuple[str, list[str] | None]]:
+    """jieba's words of `text`, each with its pinyin syllables when it is a rare person's
+    name (tags nr/nrfg), else None."""
     from pypinyin import lazy_pinyin
 
     freq = jieba().dt.FREQ
-    out = []
+    out: list[tuple[str, list[str] | None]] = []
     for w in posseg().cut(text):
         word = w.word
-        # jieba tags common words nr too (智能化, 高水平); a person's name is rare in its dictionary
+        syl = None
         if (w.flag in ("nr", "nrfg") and 2 <= len(word) <= 4 and all(is_cjk(c) for c in word)
-                and (freq.get(word) or 0) < 10):
+                and (freq.get(word) or 0) < _NAME_MAX_FREQ):
             syl = lazy_pinyin(word)
-            name = f"{syl[0].capitalize()} {''.join(syl[1:]).capitalize()}"
-            word = f" {name} "
-        out.append(word)
-    return "".join(out)
+        out.append((word, syl))
+    return out
+
+
+def _roman(syl: list[str]) -> str:
+    return f"{syl[0].capitalize()} {''.join(syl[1:]).capitalize()}"  # surname, given name
+
+
+def english_names(text: str) -> str:
+    """"陈刚" -> "Chen Gang" for people's names (jieba's nr tag), in pypinyin's
+    romanisation: the model otherwise invents a transliteration ("Chen Guangming"); given
+    both forms it wrote both ("Chen Gang (Chen Gang)")."""
+    return "".join(f" {_roman(syl)} " if syl else word for word, syl in _name_pieces(text))
+
+
+def names_as_written(english: str, source: str) -> str:
+    """"began at En Boli" -> "began at En Boli (恩波利)": each name the model read romanised
+    (`english_names` of `source`) is followed, at its first mention in `english`, by the
+    name as the source writes it (simplified). Nobody can read a transliteration back from
+    its pinyin (恩波利 is Empoli), but the written name can be looked up and checked against
+    the cited passage. The romanisation is matched with or without spaces and hyphens
+    between its syllables (En Boli, Enboli, En-boli)."""
+    for word, syl in _name_pieces(english_magnitudes(to_script(source, "zh-Hans"))):
+        if not syl or word in english:
+            continue
+        pattern = r"[\s\-]?".join(re.escape(x) for x in syl)
+        english = re.sub(rf"(?<![A-Za-z])({pattern})(?![A-Za-z])", lambda m: f"{m.group(1)} ({word})",
+                         english, count=1, flags=re.IGNORECASE)
+    return english
 
 
 def passage_for(lang: str, text: str) -> str:
