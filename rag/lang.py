@@ -32,6 +32,14 @@ def to_simplified(text: str) -> str:
     return _converter("t2s").convert(text) if text else text
 
 
+def to_simplified_aligned(text: str) -> str:
+    """`to_simplified` when it keeps every character's position (OpenCC's t2s maps character
+    for character almost always), else the text unchanged: offsets found in the result
+    index the original."""
+    simp = to_simplified(text)
+    return simp if len(simp) == len(text) else text
+
+
 def to_traditional(text: str) -> str:
     return _converter("s2t").convert(text) if text else text
 

@@ -94,7 +94,9 @@ def cut_answer(text: str, answers: list[str]) -> str:
     only where it stands whole ("2" not out of "2001"), a Latin word only as a word."""
     import re
 
-    simp = to_simplified_same_length(text).lower()
+    from rag.lang import to_simplified_aligned
+
+    simp = to_simplified_aligned(text).lower()
     drop = [False] * len(text)
     for a in {a.strip().lower() for a in answers if a.strip()}:
         head = r"(?<![\d.,])" if a[0].isdigit() else r"(?<![a-z])" if a[0].isascii() and a[0].isalpha() else ""
@@ -102,13 +104,6 @@ def cut_answer(text: str, answers: list[str]) -> str:
         for m in re.finditer(head + re.escape(a) + tail, simp):
             drop[m.start():m.end()] = [True] * (m.end() - m.start())
     return "".join(c for c, d in zip(text, drop) if not d)
-
-
-def to_simplified_same_length(text: str) -> str:
-    from rag.lang import to_simplified
-
-    simp = to_simplified(text)
-    return simp if len(simp) == len(text) else text
 
 
 def span_removed(item, hits: list, embedder) -> list | None:

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rag.chunking import split_sentences
-from rag.lang import detect_lang, to_simplified
+from rag.lang import detect_lang, to_simplified, to_simplified_aligned
 from rag.text import DATA, posseg
 from rag.types import Hit
 
@@ -83,9 +83,7 @@ def kind_spans(text: str) -> dict[str, tuple[tuple[int, int], ...]]:
     """Where the text holds each kind of answer: numbers and dates by pattern, people and
     places by jieba's part-of-speech tags (and capitalised Latin names). Cached: the gate
     and the span picker look at the same passages."""
-    simp = to_simplified(text)  # same length: OpenCC t2s maps character for character here
-    if len(simp) != len(text):
-        simp = text
+    simp = to_simplified_aligned(text)
     out: dict[str, list[tuple[int, int]]] = {k: [] for k in ("number", "time", "person", "place")}
     for kind, rx in _HAS_KIND.items():
         out[kind] = [m.span() for m in rx.finditer(simp.lower())]
