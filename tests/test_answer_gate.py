@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fakes_llm import hit
 
-from rag.answering.gate import FEATURES, MODEL_FILE, AnswerabilityGate, expected_kind, load_model
+from rag.answering.gate import FEATURES, MODEL_FILE, AnswerabilityGate, expected_kind, has_kind, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = ROOT / "evals" / "gate-rows.json"
@@ -32,6 +32,21 @@ ROWS = ROOT / "evals" / "gate-rows.json"
 )
 def test_expected_kind_from_question_words(question, kind):
     assert expected_kind(question) == kind
+
+
+@pytest.mark.parametrize("kind, text, answer", [
+    ("number", "这家工厂面临三重压力。", "三重"),       # a numeral with a measure word the pattern lacks
+    ("number", "该队在联赛中排名第一。", "第一"),           # an ordinal
+    ("time", "这座石桥建于明代。", "明代"),           # a dynasty answers "when"
+    ("person", "该方案由中国科学院提出。", "中国科学院"),    # an organisation answers "who"
+])
+def test_the_kind_asked_is_found_where_the_answer_stands(kind, text, answer):
+    a = text.index(answer)
+    assert has_kind(kind, text, a, a + len(answer), broad=True)
+    # and not in the rest of the sentence: the span is the answer's, not a whole-text match
+    assert not has_kind(kind, text, 0, a, broad=True)
+    # the span picker reads kinds by the patterns and name tags alone (see kind_spans)
+    assert not has_kind(kind, text, a, a + len(answer))
 
 
 def test_model_file_is_fitted_for_these_features():

@@ -79,36 +79,40 @@ def expected_kind(question: str) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def kind_spans(text: str) -> dict[str, tuple[tuple[int, int], ...]]:
+def kind_spans(text: str, broad: bool = False) -> dict[str, tuple[tuple[int, int], ...]]:
     """Where the text holds each kind of answer: numbers and dates by pattern, people and
-    places by jieba's part-of-speech tags (and capitalised Latin names). Cached: the gate
-    and the span picker look at the same passages."""
+    places by jieba's part-of-speech tags (and capitalised Latin names). `broad` also takes
+    jieba's numerals (m: 三重, 第一, 四首歌), time words (t: 明代, 清末) and organisations
+    (nt: "who" is often answered by one), which the patterns miss: the gate asks whether a
+    passage can hold the answer at all and wants every candidate; the span picker asks which
+    sentence holds it, and those common words (一部, 当时) would point it at the wrong one.
+    Cached: the gate and the span picker look at the same passages."""
     simp = to_simplified_aligned(text)
     out: dict[str, list[tuple[int, int]]] = {k: [] for k in ("number", "time", "person", "place")}
     for kind, rx in _HAS_KIND.items():
         out[kind] = [m.span() for m in rx.finditer(simp.lower())]
+    tags = {"nr": "person", "nrt": "person", "nrfg": "person", "ns": "place"}
+    if broad:
+        tags.update({"nt": "person", "m": "number", "mq": "number", "t": "time"})
     pos = 0
     for w in posseg().cut(simp):
         a, b = pos, pos + len(w.word)
         pos = b
-        if len(w.word) < 2:
-            continue
-        if w.flag in ("nr", "nrt", "nrfg"):
-            out["person"].append((a, b))
-        elif w.flag == "ns":
-            out["place"].append((a, b))
+        if len(w.word) >= 2 and w.flag in tags:
+            out[tags[w.flag]].append((a, b))
     for m in re.finditer(r"[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*", text):
         out["person"].append(m.span())
         out["place"].append(m.span())
     return {k: tuple(v) for k, v in out.items()}
 
 
-def has_kind(kind: str | None, text: str, start: int = 0, end: int | None = None) -> bool:
-    """Whether text[start:end] holds the kind of thing a question asks for."""
+def has_kind(kind: str | None, text: str, start: int = 0, end: int | None = None, broad: bool = False) -> bool:
+    """Whether text[start:end] holds the kind of thing a question asks for (`broad`: as
+    `kind_spans` reads it for the gate)."""
     if kind is None:
         return False
     end = len(text) if end is None else end
-    return any(a < end and b > start for a, b in kind_spans(text)[kind])
+    return any(a < end and b > start for a, b in kind_spans(text, broad)[kind])
 
 
 @dataclass(frozen=True)
@@ -258,8 +262,8 @@ class AnswerabilityGate:
             "coverage": coverage(toks),
             "sentence_coverage": best_cov,
             "kind_asked": float(q.kind is not None),
-            "kind_in_sentence": float(has_kind(q.kind, h.chunk.text, *best_span)),
-            "kind_in_passage": float(has_kind(q.kind, h.chunk.text)),
+            "kind_in_sentence": float(has_kind(q.kind, h.chunk.text, *best_span, broad=True)),
+            "kind_in_passage": float(has_kind(q.kind, h.chunk.text, broad=True)),
             "names_asked": float(bool(q.names)),
             "name_coverage": name_hits / len(q.names) if q.names else 1.0,
             "year_conflict": float(bool(q.years and years and not (q.years & years))),
