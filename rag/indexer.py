@@ -356,7 +356,7 @@ def _embed_and_store(store: ChunkStore, embedder, new: list[Chunk], shas: dict[s
             done = n_done
             checkpoint()
 
-        vectors = embedder.embed_passages([_passage_text(c) for c in batch], batch_callback=on_batch)
+        vectors = embedder.embed_passages([passage_text(c) for c in batch], batch_callback=on_batch)
         progress.advance(task, len(batch) - done)
         store.upsert(batch, vectors, shas)
         report.embedded += len(batch)
@@ -410,6 +410,6 @@ def _drop_abandoned_builds(index_dir: Path, settings: Settings) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _passage_text(chunk: Chunk) -> str:
+def passage_text(chunk: Chunk) -> str:
     """What is embedded: the chunk with its section heading as context."""
     return f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text

@@ -119,7 +119,7 @@ def span_removed(item, hits: list, embedder) -> list | None:
 
     from rag.answering.gate import TOP_PASSAGES, expected_kind
     from rag.evaluate import facts_ok, supports
-    from rag.indexer import _passage_text as passage_text  # what the index embeds for a chunk
+    from rag.indexer import passage_text  # what the index embeds for a chunk
     from rag.types import Hit
 
     if expected_kind(item.question) not in SPAN_KINDS or not item.answer_must:
