@@ -61,6 +61,7 @@ from rag.answering.checking import (
     script_stats,
     strip_citations,
 )
+from rag.answering.fidelity import keep_written_terms, romanise_left_names
 from rag.answering.passages import (
     MAX_PASSAGES,
     build_messages,
@@ -340,7 +341,12 @@ class LLMAnswerer:
             if not check.ok or check.refused:
                 continue  # e.g. a number the passages do not hold: this passage is not shown
             # checked before the written names are added: they are not the model's words
-            piece = names_as_written(check.text, "".join(s for m, s in sel.evidence if m == n))
+            sources = [to_script(s, "zh-Hans") for m, s in sel.evidence if m == n]
+            piece = romanise_left_names(names_as_written(check.text, "".join(sources)))
+            # then each name of the evidence the translation does not verifiably carry
+            # (rendered freely or dropped) is kept as written beside it (fidelity.py)
+            shown = [answer.strip()] if answer.strip() != NO_ANSWER else []
+            piece = keep_written_terms(piece, sources, question, context=[*shown, *parts])
             yield from out.emit((lead if not parts else " ") + piece)
             parts.append(piece)
         return " ".join(parts)
