@@ -1,12 +1,12 @@
-"""Name and term fidelity of an English translation: the Chinese phrases of the evidence
-that the English does not verifiably carry are kept, as written, beside it.
+"""Name fidelity of an English translation: the names of the evidence that the English
+does not verifiably carry are kept, as written, beside it; names left in Chinese get pinyin.
 
-The 1.5B model renders rare names and terms freely (西北太平洋 as "western Pacific",
-豪克斯湾联 as "Houston Texans") or drops them when the translation runs long. Whether an
-English text carries a Chinese word is checked with the tools the bridge already uses
-(`rag.crossling`): a CC-CEDICT rendering of one of its English words, the word's pinyin,
-or the word itself written in Chinese. A phrase of the evidence holding a content word
-that none of these traces (its nouns, names, titles) is then shown as written after the
+The 1.5B model renders rare names freely (西北太平洋 as "western Pacific", 豪克斯湾联 as
+"Houston Texans") or drops them when the translation runs long. Whether an English text
+carries a Chinese word is checked with the dictionary the bridge uses (`rag.crossling`):
+a CC-CEDICT sense of its English words or phrases, the word's pinyin, or the word itself
+written in Chinese. A phrase of the evidence naming something (a place, person,
+organisation, title) with a word none of these traces is shown as written after the
 English sentence it belongs to ("... western Pacific (西北太平洋区) [1]."), as
 `passages.names_as_written` does for romanised names: the written form can be looked up
 and checked against the cited passage, a free rendering cannot.
@@ -160,10 +160,10 @@ def keep_written_terms(english: str, sources: Sequence[str], question: str = "",
     them) added as written, in parentheses, after the English sentence that best matches
     its source sentence. Common nouns are left to the translation: a paraphrase of one
     ("3,000 manufacturers" for 3000家制造业企业) is no loss, a free rendering of a name
-    is (measured on the crosslingual set: names alone gained as much, with far less
-    Chinese in the answers). Names are added in the sources' order while the whole answer
-    stays an English one (`checking.language_ok`: more English words than Chinese
-    characters)."""
+    is (replayed on the crosslingual LLM answers of runs/eval-llm-s16: names alone made 6
+    of the 7 answers right that all untraced phrases made right, with far less Chinese).
+    Names are added in the sources' order while the whole answer stays an English one
+    (`checking.language_ok`: more English words than Chinese characters)."""
     from rag.answering.checking import language_ok
 
     shown = " ".join([*context, english])

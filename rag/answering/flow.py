@@ -24,7 +24,10 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    (`QUOTE_LEAD`): the small model's own answer is short but sometimes vague,
    its translation keeps the facts. Each passage's translation is checked alone
    and shown when complete; a name the model read in pinyin is followed by its
-   written form ("En Boli (恩波利)", `names_as_written`). A Chinese answer must say what the picked
+   written form ("En Boli (恩波利)", `names_as_written`), a name it left in
+   Chinese by its pinyin, and a name of the evidence the translation does not
+   verifiably carry by its written form ("western Pacific (西北太平洋区)",
+   `fidelity.keep_written_terms`). A Chinese answer must say what the picked
    evidence sentences say (`from_evidence`: most of what it adds to the
    question is found in them); it is then followed by those sentences quoted
    (`QUOTE_LEAD_ZH`), else the extractive answer replaces it (the 1.5B model
