@@ -1202,3 +1202,39 @@ def warm() -> None:
     """Load (or build) the index now, e.g. at server start, not on the first query."""
     _index()
     _japanese_readings()
+
+
+def renderings(text: str, max_words: int = 3) -> set[str]:
+    """The Chinese headwords that CC-CEDICT (and the facts file) has as a sense of a word or
+    a phrase of up to `max_words` words of the English `text`: the senses a
+    translator may have rendered, for checking that an English text carries a Chinese word
+    (rag/answering/fidelity.py). `bridge_terms` keeps only the few best senses per word,
+    which suits a search, not a check."""
+    toks = [low for _, low in _tokens(text)]
+    if not toks:
+        return set()
+    idx = _index()
+    out: set[str] = set()
+    for i, w in enumerate(toks):
+        if not _is_stop(w):
+            facts = _word_facts(w)
+            out.update(facts or ())
+            # every headword with the word as a whole sense; of those with the word inside a
+            # longer sense ("Pacific" in "Pacific Ocean") only the best few, as the bridge
+            # ranks them: "China" is also inside "northwest China" (西北)
+            for f in [w] + _lemma_candidates(w):
+                out.update(_phrase_candidates(f, idx))
+            out.update(_lookup_word(w, idx))
+        for n in range(2, max_words + 1):
+            if i + n <= len(toks):
+                out.update(_phrase_candidates(" ".join(toks[i:i + n]), idx))
+    return out
+
+
+def is_proper_noun(term: str) -> bool:
+    """Does CC-CEDICT list `term` as a proper noun (a name, a place) read as its pinyin?
+    ("寿光" Shouguang yes, "顶峰" no)."""
+    if len(term) < 2 or not _HAN_RX.match(term):
+        return False
+    idx = _index()
+    return any(term in _phrase_candidates(k, idx) for k in pinyin_keys(term))

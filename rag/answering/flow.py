@@ -24,7 +24,10 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    (`QUOTE_LEAD`): the small model's own answer is short but sometimes vague,
    its translation keeps the facts. Each passage's translation is checked alone
    and shown when complete; a name the model read in pinyin is followed by its
-   written form ("En Boli (恩波利)", `names_as_written`). A Chinese answer must say what the picked
+   written form ("En Boli (恩波利)", `names_as_written`), a name it left in
+   Chinese by its pinyin, and a name of the evidence the translation does not
+   verifiably carry by its written form ("western Pacific (西北太平洋区)",
+   `fidelity.keep_written_terms`). A Chinese answer must say what the picked
    evidence sentences say (`from_evidence`: most of what it adds to the
    question is found in them); it is then followed by those sentences quoted
    (`QUOTE_LEAD_ZH`), else the extractive answer replaces it (the 1.5B model
@@ -61,6 +64,7 @@ from rag.answering.checking import (
     script_stats,
     strip_citations,
 )
+from rag.answering.fidelity import keep_written_terms, romanise_left_names
 from rag.answering.passages import (
     MAX_PASSAGES,
     build_messages,
@@ -340,7 +344,12 @@ class LLMAnswerer:
             if not check.ok or check.refused:
                 continue  # e.g. a number the passages do not hold: this passage is not shown
             # checked before the written names are added: they are not the model's words
-            piece = names_as_written(check.text, "".join(s for m, s in sel.evidence if m == n))
+            sources = [to_script(s, "zh-Hans") for m, s in sel.evidence if m == n]
+            piece = romanise_left_names(names_as_written(check.text, "".join(sources)))
+            # then each name of the evidence the translation does not verifiably carry
+            # (rendered freely or dropped) is kept as written beside it (fidelity.py)
+            shown = [answer.strip()] if answer.strip() != NO_ANSWER else []
+            piece = keep_written_terms(piece, sources, question, context=[*shown, *parts])
             yield from out.emit((lead if not parts else " ") + piece)
             parts.append(piece)
         return " ".join(parts)
