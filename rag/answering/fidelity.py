@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from rag.text import is_cjk, posseg
+from rag.text import CJK, cjk_count, is_cjk, posseg
 
 # jieba's tags of words that carry no fact of their own: particles, prepositions,
 # conjunctions, adverbs, pronouns, interjections, onomatopoeia, locality words.
@@ -77,7 +77,7 @@ class _Trace:
 
 
 def _content(word: str, flag: str) -> bool:
-    cjk = sum(1 for c in word if is_cjk(c))
+    cjk = cjk_count(word)
     if flag == "m" and (any(c.isdigit() for c in word) or all(c in _NUMERALS for c in word)
                         or word[0] in "万亿"):
         return False  # a number: checked as a number (checking.numbers)
@@ -194,7 +194,7 @@ def keep_written_terms(english: str, sources: Sequence[str], question: str = "",
     return "".join(out)
 
 
-_CJK_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_CJK_RUN_RE = re.compile(f"[{CJK}]+")  # rag.text's ideograph ranges, in runs
 _PAREN_RE = re.compile(r"\([^()]*\)|《[^》]*》")
 
 
