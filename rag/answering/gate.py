@@ -94,16 +94,25 @@ def kind_spans(text: str, broad: bool = False) -> dict[str, tuple[tuple[int, int
     tags = {"nr": "person", "nrt": "person", "nrfg": "person", "ns": "place"}
     if broad:
         tags.update({"nt": "person", "m": "number", "mq": "number", "t": "time"})
-    pos = 0
-    for w in posseg().cut(simp):
-        a, b = pos, pos + len(w.word)
-        pos = b
-        if len(w.word) >= 2 and w.flag in tags:
-            out[tags[w.flag]].append((a, b))
+    for a, b, flag in _tagged_words(simp):
+        if flag in tags:
+            out[tags[flag]].append((a, b))
     for m in re.finditer(r"[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*", text):
         out["person"].append(m.span())
         out["place"].append(m.span())
     return {k: tuple(v) for k, v in out.items()}
+
+
+@lru_cache(maxsize=4096)
+def _tagged_words(simp: str) -> tuple[tuple[int, int, str], ...]:
+    """jieba's words of two or more characters in `simp`, as (start, end, tag). Cached on
+    its own: `kind_spans` reads a passage both narrowly and broadly, with one cut."""
+    out, pos = [], 0
+    for w in posseg().cut(simp):
+        if len(w.word) >= 2:
+            out.append((pos, pos + len(w.word), w.flag))
+        pos += len(w.word)
+    return tuple(out)
 
 
 def has_kind(kind: str | None, text: str, start: int = 0, end: int | None = None, broad: bool = False) -> bool:
