@@ -61,3 +61,14 @@ def posseg():
     import jieba.posseg as ps
 
     return ps
+
+
+# jieba tags some common words as people's names (智能化, 高水平); a real name is rare in its
+# dictionary (a count under this), so the tag is believed only on a rare word.
+NAME_MAX_FREQ = 10
+
+
+def is_person_name(word: str, flag: str) -> bool:
+    """Whether jieba's tag `flag` names a person by `word` (nr*, on a word rare in its
+    dictionary; the tag on a common word is a mistake)."""
+    return flag.startswith("nr") and (jieba().dt.FREQ.get(word) or 0) < NAME_MAX_FREQ

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from rag.text import CJK, cjk_count, is_cjk, posseg
+from rag.text import CJK, cjk_count, is_cjk, is_person_name, posseg
 
 # jieba's tags of words that carry no fact of their own: particles, prepositions,
 # conjunctions, adverbs, pronouns, interjections, onomatopoeia, locality words.
@@ -85,13 +85,10 @@ def _content(word: str, flag: str) -> bool:
 
 
 def _names(word: str, flag: str) -> bool:
-    """Does jieba tag `word` as naming something? Its person-name tag on a word common in
-    its dictionary is a mistake (智能化), as in `passages._name_pieces`."""
-    from rag.answering.passages import _NAME_MAX_FREQ
-    from rag.text import jieba
-
+    """Does jieba tag `word` as naming something? (Its person-name tag only on a word rare
+    in its dictionary: `rag.text.is_person_name`.)"""
     if flag.startswith("nr"):
-        return (jieba().dt.FREQ.get(word) or 0) < _NAME_MAX_FREQ
+        return is_person_name(word, flag)
     return flag.startswith(_NAME_TAGS)
 
 

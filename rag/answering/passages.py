@@ -21,7 +21,7 @@ from rag.answering.prompts import (
 )
 from rag.guard import quote_passage
 from rag.lang import known_lang, to_script
-from rag.text import is_cjk, jieba, posseg
+from rag.text import is_cjk, is_person_name, posseg
 from rag.types import Hit
 
 MAX_PASSAGES = 3
@@ -84,22 +84,17 @@ def english_magnitudes(text: str) -> str:
     return MAGNITUDE_RE.sub(repl, text)
 
 
-# jieba tags some common words as names (智能化, 高水平); a real name is rare in its dictionary
-_NAME_MAX_FREQ = 10
-
-
 def _name_pieces(text: str) -> list[tuple[str, list[str] | None]]:
     """jieba's words of `text`, each with its pinyin syllables when it is a rare person's
     name (tags nr/nrfg), else None."""
     from pypinyin import lazy_pinyin
 
-    freq = jieba().dt.FREQ
     out: list[tuple[str, list[str] | None]] = []
     for w in posseg().cut(text):
         word = w.word
         syl = None
         if (w.flag in ("nr", "nrfg") and 2 <= len(word) <= 4 and all(is_cjk(c) for c in word)
-                and (freq.get(word) or 0) < _NAME_MAX_FREQ):
+                and is_person_name(word, w.flag)):
             syl = lazy_pinyin(word)
         out.append((word, syl))
     return out
