@@ -112,6 +112,19 @@ def _lemma_candidates(w: str) -> list[str]:
     return out
 
 
+def _american(phrase: str) -> str:
+    """A phrase in CC-CEDICT's American spelling ("specialise in" -> "specialize in",
+    "labour force" -> "labor force"), as `_lemma_candidates` does for one word. "-our" only
+    in words of six letters or more: four, hour, your, tour, flour are not British forms."""
+    words = []
+    for w in phrase.split(" "):
+        w = re.sub(r"(?<=..)is(e|es|ed|ing)$", r"iz\1", w)
+        if len(w) >= 6:
+            w = re.sub(r"our(s|ed|ing)?$", r"or\1", w)
+        words.append(w)
+    return " ".join(words)
+
+
 # --------------------------------------------------------------------------
 # Language facts (data file): months, number words, magnitudes
 # --------------------------------------------------------------------------
@@ -1167,6 +1180,9 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
                 terms = _rank(cands, vocab)
                 if not terms and key.endswith("s"):
                     cands = _phrase_candidates(key[:-1], idx)
+                    terms = _rank(cands, vocab)
+                if not terms and (us := _american(key)) != key:
+                    cands = _phrase_candidates(us, idx)
                     terms = _rank(cands, vocab)
             if terms:
                 src = [t[1] for t in span]

@@ -181,7 +181,7 @@ def test_index_build_and_cache_roundtrip(tmp_path, monkeypatch):
 
 # ---- what the documents themselves tell the bridge ------------------------------------
 
-from rag.crossling import CorpusVocab, bridge_groups  # noqa: E402
+from rag.crossling import CorpusVocab, bridge_groups, bridge_groups_sourced  # noqa: E402
 
 
 def test_diacritics_are_folded_in_question_words():
@@ -261,3 +261,11 @@ def test_sense_of_an_ambiguous_word_follows_what_the_documents_say_with_the_othe
 def test_loanwords_are_not_treated_as_rare_senses():
     # CC-CEDICT marks 俱乐部 "(loanword)": a common modern word, not a classical one
     assert bridge_terms("club")[0] == "俱乐部"
+
+
+@pytest.mark.parametrize("british, term", [("specialise in", "专攻"), ("labour force", "劳动力")])
+def test_british_spelling_of_a_phrase_finds_the_dictionarys_sense(british, term):
+    # CC-CEDICT writes its senses in American spelling; a phrase is looked up whole, so
+    # "specialise in" must be read as "specialize in" (one word alone already was)
+    groups = bridge_groups_sourced(f"What did she {british}?", None)
+    assert any(term in g for g, _ in groups), groups
