@@ -29,6 +29,17 @@ Data sources
   stem (a genus name beside its family name), and among a word's senses those
   that occur in one chunk with most of the question's other words are chosen.
   Letters are compared without diacritics ("Endō" = "Endo").
+* Western names the documents write by sound (`CorpusVocab.transliterations`):
+  a capitalised word that neither the dictionary nor the readings above bridge
+  is compared with the documents' runs of characters by their sound classes
+  ("Spalletti" S-P-L-T = 斯帕莱蒂 si-pa-lai-di, 史巴列堤): consonant classes
+  that do not keep voicing apart, loose vowels, the vowels Chinese adds after a
+  lone consonant cheap. The classes are a table of facts of the two sound
+  systems, ``rag/data/translit_phonetics.json``; pinyin syllables are split by
+  pypinyin. The runs are found through an index of the documents' terms by
+  consonant skeleton, built on first use, and a term that reads as the start of
+  the name is extended in the chunk texts; common words and CC-CEDICT's own
+  names are no match.
 
 Everything is loaded lazily on first use and kept for the process. The
 reverse index is also cached on disk (``$XDG_CACHE_HOME/rag-assistant/
@@ -321,9 +332,10 @@ _XLIT_MIN_SIM = 0.85
 _XLIT_MAX_CHARS = 8
 _XLIT_MAX_EXTEND = 4
 _XLIT_MEMO = 4096  # names remembered per index
-_XLIT_NEAR_BEST = 0.1  # runs kept beside the best: as near to the name as it, within this
+_XLIT_NEAR_BEST = 0.05  # runs kept beside the best: as near to the name as it, within this
 _XLIT_MAX_LEFT = 2  # characters a partial term is extended by to its left
-_XLIT_MAX_ANCHORS = 10  # partial terms whose chunks are read to extend them, rarest first
+_XLIT_MAX_ANCHORS = 10  # partial terms whose chunks are read to extend them, best first
+_XLIT_POOL = 200  # partial terms compared closely (those covering most of the name first)
 
 
 @lru_cache(maxsize=1)
@@ -426,25 +438,53 @@ def xlit_similarity(a, b) -> float:
     classes substitute cheaply, weak sounds (h, glides, l/r, nasals, vowels, most of all
     the vowels Chinese adds) are cheap to add or drop, as a transliteration adds or drops
     them. A vowel never stands for a consonant."""
+    dist = _xlit_distances(a, b)[-1]
+    total = max(_xlit_weight(a), _xlit_weight(b)) or 1.0
+    return 1.0 - dist / total
+
+
+def xlit_prefix_similarity(a, b) -> float:
+    """The best `xlit_similarity` of `b` with a beginning of `a` (a term that reads as the
+    first part of a name: 史巴列 for "Spalletti")."""
+    dists = _xlit_distances(a, b)
+    wb = _xlit_weight(b)
+    best, wa = 0.0, 0.0
+    for i, d in enumerate(dists):
+        if i:
+            wa += _xlit_cost(a[i - 1])
+        best = max(best, 1.0 - d / (max(wa, wb) or 1.0))
+    return best
+
+
+def _xlit_weight(skel) -> float:
+    return sum(_xlit_cost(c) for c in skel)
+
+
+def _xlit_distances(a, b) -> list[float]:
+    """Weighted edit distance of each beginning of `a` (a[:0] .. a[:len(a)]) with all of `b`.
+    Written out: rapidfuzz's weighted Levenshtein has one cost per operation, not per class."""
     near = _xlit_table()["near_cost"]
     da = [_xlit_cost(c) for c in a]
     db = [_xlit_cost(c) for c in b]
     prev = [0.0]
     for y in db:
         prev.append(prev[-1] + y)
+    out = [prev[-1]]
     for i, x in enumerate(a):
         cur = [prev[0] + da[i]]
         for j, y in enumerate(b):
             if x[0] == y[0]:
                 sub = 0.0
-            elif x.islower() != y.islower():
+            elif x.islower() != y.islower() or (x.islower() and x.endswith("~") != y.endswith("~")):
+                # a vowel never stands for a consonant, nor a vowel Chinese adds (克 ke for
+                # "k") for another vowel the name has
                 sub = da[i] + db[j]
             else:
                 sub = near.get((x[0], y[0]), 1.0) * max(da[i], db[j])
             cur.append(min(prev[j] + sub, prev[j + 1] + da[i], cur[j] + db[j]))
         prev = cur
-    total = max(sum(da), sum(db)) or 1.0
-    return 1.0 - prev[-1] / total
+        out.append(prev[-1])
+    return out
 
 
 def _coarse_keys(skel, limit: int = 4) -> list[str]:
@@ -638,18 +678,26 @@ class CorpusVocab:
                 consider(t, han_skeleton(t))
         if self.chunks is not None:
             # terms that read as part of the name only (the tokeniser cut 史巴列 + 堤, 姆 +
-            # 拉登): the rest is in the text beside them. Terms of the longest part first,
-            # rarest first; a term that matched whole may extend too (卡美哈梅 + 哈).
-            # A part starts at the name's first consonant, or at its second (the first may be
-            # a character of its own: 姆 + 拉登); a common word is no part of a name.
-            parts: dict[str, tuple[int, int]] = {t: (-99, 0) for t in scored}
+            # 拉登): the rest is in the text beside them. A part reads as the name's beginning,
+            # or as what follows its first consonant (that may be a character of its own: 姆
+            # + 拉登); a term that matched whole may extend too (卡美哈梅 + 哈). The parts
+            # that read as most of the name come first; a common word is no part of a name.
+            cut = next((i for i, c in enumerate(skel) if i and c.isupper()), len(skel))
+            starts = [skel, skel[cut:]]
+            cover: dict[str, int] = {}
             for k in _coarse_keys(skel):
                 for a in (0, 1):
-                    for b in range(a + 2, len(k) + a):
+                    for b in range(a + 2, len(k) + 1):
                         for t in index.get(k[a:b], ()):
-                            parts[t] = min(parts.get(t, (0, 0)), (a - b, a))
-            ranked = sorted((t for t in parts if not _common_word(t)),
-                            key=lambda t: (parts[t], len(self.positions(t)), t))
+                            cover[t] = max(cover.get(t, 0), b - a)
+            # compare closely the terms covering most consonants first, up to a budget
+            parts: dict[str, float] = {}
+            for t in sorted(cover, key=lambda t: (-cover[t], t))[:_XLIT_POOL]:
+                sk = han_skeleton(t)
+                sim = max(xlit_prefix_similarity(st, sk) for st in starts)
+                if sim >= _XLIT_MIN_SIM and not _common_word(t):
+                    parts[t] = sim * _xlit_weight(sk)
+            ranked = sorted(parts, key=lambda t: (-parts[t], len(self.positions(t)), t))
             for t in ranked[:_XLIT_MAX_ANCHORS]:
                 pos = self.positions(t)
                 if not len(pos) or len(pos) > _RUN_MAX_CHUNKS:
