@@ -87,7 +87,10 @@ def main() -> int:
     t0 = time.perf_counter()
     vocab._xlit_index()
     t_xlit = time.perf_counter() - t0
-    bridge_groups_sourced("Where did Warmupname go?", vocab)  # jieba's tagger, first cut
+    from rag.text import posseg
+
+    posseg().lcut("卢西亚诺·斯帕莱蒂")  # the tagger the gate loads for every passage anyway
+    bridge_groups_sourced("Where did Warmupname go?", vocab)
 
     real = CorpusVocab._transliterations
     found: dict[str, list[str]] = {}

@@ -347,6 +347,7 @@ def _xlit_table() -> dict:
     for a, b, cost in table["near"]:
         near[(a, b)] = near[(b, a)] = float(cost)
     table["near_cost"] = near
+    table["cost"] = {}  # class -> indel cost, filled by _xlit_cost
     return table
 
 
@@ -427,10 +428,16 @@ def han_skeleton(term: str) -> tuple[str, ...] | None:
 
 
 def _xlit_cost(c: str) -> float:
-    tab = _xlit_table()
-    if c.islower():
-        return tab["weak_vowel_indel"] if c.endswith("~") else tab["vowel_indel"]
-    return tab["indel"].get(c, 1.0)
+    """What adding or dropping the sound class `c` costs."""
+    cost = _xlit_table()["cost"].get(c)
+    if cost is None:
+        tab = _xlit_table()
+        if c.islower():
+            cost = tab["weak_vowel_indel"] if c.endswith("~") else tab["vowel_indel"]
+        else:
+            cost = tab["indel"].get(c, 1.0)
+        tab["cost"][c] = cost
+    return cost
 
 
 def xlit_similarity(a, b) -> float:
@@ -653,29 +660,37 @@ class CorpusVocab:
         if len(latin_key(word)) < _XLIT_MIN_LETTERS or _hard_count(skel) < _XLIT_MIN_HARD:
             return []
         index = self._xlit_index()
-        need = _hard_count(skel) - 1
         keys = set(_coarse_keys(skel))
         for k in list(keys):
-            keys.update(k[:i] + k[i + 1:] for i in range(len(k)))  # one consonant dropped
+            if len(k) > _XLIT_MIN_HARD:  # one consonant dropped (a short key reads as too many)
+                keys.update(k[:i] + k[i + 1:] for i in range(len(k)))
         scored: dict[str, float] = {}
-
+        seen: set[str] = set()
         first = _coarse_keys(skel)[0][:1]
 
         def consider(run: str, sk) -> None:
-            if run in scored or sk is None or _hard_count(sk) < need or _common_word(run):
+            if run in seen or sk is None:
+                return
+            seen.add(run)
+            run_keys = _coarse_keys(sk)
+            if not any(k in keys and k[:1] == first for k in run_keys):
+                return  # not the name's consonants (or one less); a transliteration keeps the first
+            sim = xlit_similarity(skel, sk)
+            if sim < _XLIT_MIN_SIM or _common_word(run):
                 return
             if is_proper_noun(run):
                 return  # CC-CEDICT's name for something else (印度人, 布鲁克 "Brook"): had it
                 # been this word's, the dictionary would have bridged the word
-            if not any(k[:1] == first for k in _coarse_keys(sk)):
-                return  # a transliteration keeps the name's first consonant
-            sim = xlit_similarity(skel, sk)
-            if sim >= _XLIT_MIN_SIM:
-                scored[run] = sim
+            scored[run] = sim
 
-        for k in keys:
-            for t in index.get(k, ()):
-                consider(t, han_skeleton(t))
+        # whole terms: of the same consonants first, then of one less; nearest in length
+        # first, up to a budget
+        exact = set(_coarse_keys(skel))
+        whole = {t: han_skeleton(t) for k in keys for t in index.get(k, ())}
+        order = sorted(whole, key=lambda t: (not exact.intersection(_coarse_keys(whole[t])),
+                                             abs(len(whole[t]) - len(skel)), t))
+        for t in order[:_XLIT_POOL]:
+            consider(t, whole[t])
         if self.chunks is not None:
             # terms that read as part of the name only (the tokeniser cut 史巴列 + 堤, 姆 +
             # 拉登): the rest is in the text beside them. A part reads as the name's beginning,
@@ -684,17 +699,17 @@ class CorpusVocab:
             # that read as most of the name come first; a common word is no part of a name.
             cut = next((i for i, c in enumerate(skel) if i and c.isupper()), len(skel))
             starts = [skel, skel[cut:]]
-            cover: dict[str, int] = {}
+            cover: dict[str, tuple[int, int]] = {}  # term -> (consonants covered, start)
             for k in _coarse_keys(skel):
                 for a in (0, 1):
                     for b in range(a + 2, len(k) + 1):
                         for t in index.get(k[a:b], ()):
-                            cover[t] = max(cover.get(t, 0), b - a)
+                            cover[t] = max(cover.get(t, (0, 0)), (b - a, -a))
             # compare closely the terms covering most consonants first, up to a budget
             parts: dict[str, float] = {}
-            for t in sorted(cover, key=lambda t: (-cover[t], t))[:_XLIT_POOL]:
+            for t in sorted(cover, key=lambda t: (-cover[t][0], t))[:_XLIT_POOL]:
                 sk = han_skeleton(t)
-                sim = max(xlit_prefix_similarity(st, sk) for st in starts)
+                sim = xlit_prefix_similarity(starts[-cover[t][1]], sk)
                 if sim >= _XLIT_MIN_SIM and not _common_word(t):
                     parts[t] = sim * _xlit_weight(sk)
             ranked = sorted(parts, key=lambda t: (-parts[t], len(self.positions(t)), t))
