@@ -317,10 +317,11 @@ def pinyin_keys(term: str, limit: int = 4) -> list[str]:
 # name the documents transliterate, and no installed library compares a Latin spelling with
 # a pinyin one by sound: phonetic keys (metaphone, soundex) read English spelling and know
 # nothing of pinyin's j/q/x or of the vowels Chinese adds. So both sides are reduced here to
-# a skeleton of consonant classes (the table is rag/data/translit_phonetics.json, facts of
-# the two sound systems; pinyin syllables are split by pypinyin) and compared by a weighted
-# edit distance in which near classes (s ~ sh, k ~ q) and weak consonants (h, glides, codas)
-# cost less. rapidfuzz's weighted Levenshtein has one cost per operation, not per class.
+# a skeleton of sound classes, consonants and loose vowels (the table is
+# rag/data/translit_phonetics.json, facts of the two sound systems; pinyin syllables are
+# split by pypinyin) and compared by a weighted edit distance in which near classes
+# (s ~ sh, k ~ q) and weak sounds (h, glides, codas, added vowels) cost less. rapidfuzz's
+# weighted Levenshtein has one cost per operation, not per class.
 
 _XLIT_FILE = os.path.join(os.path.dirname(__file__), "data", "translit_phonetics.json")
 # A name of fewer letters or fewer full consonants reads as too many of the documents' words.
@@ -340,6 +341,7 @@ _XLIT_POOL = 200  # partial terms compared closely (those covering most of the n
 
 @lru_cache(maxsize=1)
 def _xlit_table() -> dict:
+    """rag/data/translit_phonetics.json, with its lookups prepared."""
     with open(_XLIT_FILE, encoding="utf-8") as fh:
         table = json.load(fh)
     table["latin_keys"] = sorted(table["latin"], key=len, reverse=True)
@@ -352,7 +354,7 @@ def _xlit_table() -> dict:
 
 
 def latin_skeleton(word: str) -> tuple[str, ...]:
-    """The sound classes of a Latin-script name ("Spalletti" -> S a P e L T i): consonant
+    """The sound classes of a Latin-script name ("Spalletti" -> S P a L e T i): consonant
     classes, and for each group of vowels the class of its first; doubled letters read
     once, "c" before e/i/y soft, "y" next to a consonant a vowel."""
     tab = _xlit_table()
@@ -389,13 +391,14 @@ def latin_skeleton(word: str) -> tuple[str, ...]:
 def _syllable_classes(reading: str) -> tuple[str, ...]:
     """Sound classes of one toneless pinyin syllable: initial, vowel (marked weak, "u~",
     where Chinese adds it after a lone consonant: 布 bu for "b"), nasal coda."""
-    from pypinyin.style._utils import get_finals, get_initials
+    from pypinyin import Style
+    from pypinyin.style import convert
 
     tab = _xlit_table()
     if reading == "er":
         return (tab["pinyin_er"],)
-    ini = get_initials(reading, strict=False)
-    fin = get_finals(reading, strict=False)
+    ini = convert(reading, Style.INITIALS, strict=False)
+    fin = convert(reading, Style.FINALS, strict=False)
     out = [tab["pinyin_initials"][ini]] if ini in tab["pinyin_initials"] else []
     vowel = tab["pinyin_vowels"].get(fin) or tab["latin_vowels"].get(fin[:1], "")
     if vowel:
