@@ -29,6 +29,17 @@ Data sources
   stem (a genus name beside its family name), and among a word's senses those
   that occur in one chunk with most of the question's other words are chosen.
   Letters are compared without diacritics ("Endō" = "Endo").
+* Western names the documents write by sound (`CorpusVocab.transliterations`):
+  a capitalised word that neither the dictionary nor the readings above bridge
+  is compared with the documents' runs of characters by their sound classes
+  ("Spalletti" S-P-L-T = 斯帕莱蒂 si-pa-lai-di, 史巴列堤): consonant classes
+  that do not keep voicing apart, loose vowels, the vowels Chinese adds after a
+  lone consonant cheap. The classes are a table of facts of the two sound
+  systems, ``rag/data/translit_phonetics.json``; pinyin syllables are split by
+  pypinyin. The runs are found through an index of the documents' terms by
+  consonant skeleton, built on first use, and a term that reads as the start of
+  the name is extended in the chunk texts; common words and CC-CEDICT's own
+  names are no match.
 
 Everything is loaded lazily on first use and kept for the process. The
 reverse index is also cached on disk (``$XDG_CACHE_HOME/rag-assistant/
@@ -311,6 +322,213 @@ def pinyin_keys(term: str, limit: int = 4) -> list[str]:
     return reading_keys(term, _char_readings(), limit)
 
 
+# --------------------------------------------------------------------------
+# Western names by their Chinese transliteration (斯帕莱蒂 = "Spalletti")
+# --------------------------------------------------------------------------
+# A Western name is written in Chinese by sound, one syllable per character, with vowels
+# added between consonants ("Sp" -> 斯帕) and voicing not kept apart. No dictionary gives a
+# name the documents transliterate, and no installed library compares a Latin spelling with
+# a pinyin one by sound: phonetic keys (metaphone, soundex) read English spelling and know
+# nothing of pinyin's j/q/x or of the vowels Chinese adds. So both sides are reduced here to
+# a skeleton of sound classes, consonants and loose vowels (the table is
+# rag/data/translit_phonetics.json, facts of the two sound systems; pinyin syllables are
+# split by pypinyin) and compared by a weighted edit distance in which near classes
+# (s ~ sh, k ~ q) and weak sounds (h, glides, codas, added vowels) cost less. rapidfuzz's
+# weighted Levenshtein has one cost per operation, not per class.
+
+_XLIT_FILE = os.path.join(os.path.dirname(__file__), "data", "translit_phonetics.json")
+# A name of fewer letters or fewer full consonants reads as too many of the documents' words.
+_XLIT_MIN_LETTERS = 5
+_XLIT_MIN_HARD = 3
+# Least similarity (1 - weighted distance / the longer skeleton's weight) of a run kept.
+_XLIT_MIN_SIM = 0.85
+# Runs are at most this many characters; a partial term is extended by at most this many.
+_XLIT_MAX_CHARS = 8
+_XLIT_MAX_EXTEND = 4
+_XLIT_MEMO = 4096  # names remembered per index
+_XLIT_NEAR_BEST = 0.05  # runs kept beside the best: as near to the name as it, within this
+_XLIT_MAX_LEFT = 2  # characters a partial term is extended by to its left
+_XLIT_MAX_ANCHORS = 10  # partial terms whose chunks are read to extend them, best first
+_XLIT_POOL = 200  # partial terms compared closely (those covering most of the name first)
+
+
+@lru_cache(maxsize=1)
+def _xlit_table() -> dict:
+    """rag/data/translit_phonetics.json, with its lookups prepared."""
+    with open(_XLIT_FILE, encoding="utf-8") as fh:
+        table = json.load(fh)
+    table["latin_keys"] = sorted(table["latin"], key=len, reverse=True)
+    near: dict[tuple[str, str], float] = {}
+    for a, b, cost in table["near"]:
+        near[(a, b)] = near[(b, a)] = float(cost)
+    table["near_cost"] = near
+    table["cost"] = {}  # class -> indel cost, filled by _xlit_cost
+    return table
+
+
+def latin_skeleton(word: str) -> tuple[str, ...]:
+    """The sound classes of a Latin-script name ("Spalletti" -> S P a L e T i): consonant
+    classes, and for each group of vowels the class of its first; doubled letters read
+    once, "c" before e/i/y soft, "y" next to a consonant a vowel."""
+    tab = _xlit_table()
+    vowels = tab["latin_vowels"]
+    w = latin_key(word)
+    out: list[str] = []
+    i, prev = 0, ""
+    while i < len(w):
+        ch = w[i]
+        glide = ch == "y" and (i + 1 < len(w) and w[i + 1] in "aeiou") and (i == 0 or w[i - 1] in "aeiou")
+        if ch in vowels and not glide:
+            if prev != "V":
+                out.append(vowels[ch])
+            prev = "V"
+            i += 1
+            continue
+        for g in tab["latin_keys"]:
+            if w.startswith(g, i):
+                break
+        else:
+            i += 1
+            continue
+        if g == "c" and i + 1 < len(w) and w[i + 1] in "eiy":
+            cls = tab["latin_soft_c"]
+        else:
+            cls = tab["latin"][g]
+        if g != prev:  # "ll", "tt": one consonant
+            out.extend(cls)
+        prev = g
+        i += len(g)
+    return tuple(out)
+
+
+def _syllable_classes(reading: str) -> tuple[str, ...]:
+    """Sound classes of one toneless pinyin syllable: initial, vowel (marked weak, "u~",
+    where Chinese adds it after a lone consonant: 布 bu for "b"), nasal coda."""
+    from pypinyin import Style
+    from pypinyin.style import convert
+
+    tab = _xlit_table()
+    if reading == "er":
+        return (tab["pinyin_er"],)
+    ini = convert(reading, Style.INITIALS, strict=False)
+    fin = convert(reading, Style.FINALS, strict=False)
+    out = [tab["pinyin_initials"][ini]] if ini in tab["pinyin_initials"] else []
+    vowel = tab["pinyin_vowels"].get(fin) or tab["latin_vowels"].get(fin[:1], "")
+    if vowel:
+        weak = fin == vowel and ini in tab["weak_vowels"].get(vowel, ())
+        out.append(vowel + "~" if weak else vowel)
+    for coda, cls in tab["pinyin_codas"].items():
+        if fin.endswith(coda):
+            out.append(cls)
+            break
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _reading_classes(reading: str) -> tuple[str, ...]:
+    return _syllable_classes(reading)
+
+
+def han_skeleton(term: str) -> tuple[str, ...] | None:
+    """The sound classes of a Chinese term read in pinyin (most common reading of each
+    character: 斯帕莱蒂 si pa lai di -> S i~ P a L e T i); None when a character has no
+    reading."""
+    table = _char_readings()
+    out: list[str] = []
+    for ch in term:
+        readings = table.get(ord(ch))
+        if not readings:
+            return None
+        out.extend(_reading_classes(readings[0]))
+    return tuple(out)
+
+
+def _xlit_cost(c: str) -> float:
+    """What adding or dropping the sound class `c` costs."""
+    cost = _xlit_table()["cost"].get(c)
+    if cost is None:
+        tab = _xlit_table()
+        if c.islower():
+            cost = tab["weak_vowel_indel"] if c.endswith("~") else tab["vowel_indel"]
+        else:
+            cost = tab["indel"].get(c, 1.0)
+        tab["cost"][c] = cost
+    return cost
+
+
+def xlit_similarity(a, b) -> float:
+    """1 - (weighted edit distance of two skeletons) / (the heavier one's weight): near
+    classes substitute cheaply, weak sounds (h, glides, l/r, nasals, vowels, most of all
+    the vowels Chinese adds) are cheap to add or drop, as a transliteration adds or drops
+    them. A vowel never stands for a consonant."""
+    dist = _xlit_distances(a, b)[-1]
+    total = max(_xlit_weight(a), _xlit_weight(b)) or 1.0
+    return 1.0 - dist / total
+
+
+def xlit_prefix_similarity(a, b) -> float:
+    """The best `xlit_similarity` of `b` with a beginning of `a` (a term that reads as the
+    first part of a name: 史巴列 for "Spalletti")."""
+    dists = _xlit_distances(a, b)
+    wb = _xlit_weight(b)
+    best, wa = 0.0, 0.0
+    for i, d in enumerate(dists):
+        if i:
+            wa += _xlit_cost(a[i - 1])
+        best = max(best, 1.0 - d / (max(wa, wb) or 1.0))
+    return best
+
+
+def _xlit_weight(skel) -> float:
+    return sum(_xlit_cost(c) for c in skel)
+
+
+def _xlit_distances(a, b) -> list[float]:
+    """Weighted edit distance of each beginning of `a` (a[:0] .. a[:len(a)]) with all of `b`.
+    Written out: rapidfuzz's weighted Levenshtein has one cost per operation, not per class."""
+    near = _xlit_table()["near_cost"]
+    da = [_xlit_cost(c) for c in a]
+    db = [_xlit_cost(c) for c in b]
+    prev = [0.0]
+    for y in db:
+        prev.append(prev[-1] + y)
+    out = [prev[-1]]
+    for i, x in enumerate(a):
+        cur = [prev[0] + da[i]]
+        for j, y in enumerate(b):
+            if x[0] == y[0]:
+                sub = 0.0
+            elif x.islower() != y.islower() or (x.islower() and x.endswith("~") != y.endswith("~")):
+                # a vowel never stands for a consonant, nor a vowel Chinese adds (克 ke for
+                # "k") for another vowel the name has
+                sub = da[i] + db[j]
+            else:
+                sub = near.get((x[0], y[0]), 1.0) * max(da[i], db[j])
+            cur.append(min(prev[j] + sub, prev[j + 1] + da[i], cur[j] + db[j]))
+        prev = cur
+        out.append(prev[-1])
+    return out
+
+
+def _coarse_keys(skel, limit: int = 4) -> list[str]:
+    """Lookup keys of a skeleton: vowels and weak consonants dropped, near ones folded
+    (pinyin j/q/x stand for s or k), so that a Latin name and its transliteration share one."""
+    coarse = _xlit_table()["coarse"]
+    keys = [""]
+    for c in skel:
+        if c.islower():
+            continue
+        alts = coarse.get(c, [c])
+        if not alts:
+            continue
+        keys = [k + a for k in keys for a in alts][:limit]
+    return keys
+
+
+def _hard_count(skel) -> int:
+    return len(_coarse_keys(skel, limit=1)[0])
+
+
 class CorpusVocab:
     """The search terms of the indexed documents, learned at index time.
 
@@ -331,6 +549,8 @@ class CorpusVocab:
         self._pieces: dict[str, list[str]] | None = None
         self._latin: list[str] | None = None
         self._ja_first: dict[str, list[str]] | None = None
+        self._xlit: dict[str, list[str]] | None = None
+        self._xlit_memo: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -415,6 +635,108 @@ class CorpusVocab:
                 common = len(os.path.commonprefix([t, word]))
                 out.append((-common, abs(len(t) - len(word)), t))
         return [t for *_, t in sorted(out)[:limit]]
+
+    def _xlit_index(self) -> dict[str, list[str]]:
+        """Coarse skeleton key (see `_coarse_keys`) -> the documents' Chinese terms of 2+
+        characters that read so (built on first use, once per index)."""
+        if self._xlit is None:
+            with self._lock:
+                if self._xlit is None:
+                    index: dict[str, list[str]] = {}
+                    for t in self.terms:
+                        if not 2 <= len(t) <= _XLIT_MAX_CHARS or not all(_HAN_RX.match(c) for c in t):
+                            continue
+                        skel = han_skeleton(t)
+                        if skel:
+                            for k in _coarse_keys(skel):
+                                index.setdefault(k, []).append(t)
+                    self._xlit = index
+        return self._xlit
+
+    def transliterations(self, word: str, limit: int = _PER_WORD) -> list[str]:
+        """Runs of the documents' characters that transliterate the Western name `word` by
+        sound ("Spalletti" -> 斯帕莱蒂, 史巴列堤; see `xlit_similarity`), best first.
+
+        Terms of the index whose skeleton shares a lookup key with the name's (or with the
+        name's less one consonant) are scored whole; a term that reads as the start of the
+        name only (the tokeniser cut 史巴列 + 堤) is extended in the chunk texts holding it by
+        the characters that follow it, up to a token boundary. A run is kept at a similarity
+        of at least _XLIT_MIN_SIM, with as many full consonants as the name less one, and
+        when it is not a common word of jieba's dictionary (德国 is no "Deco")."""
+        key = latin_key(word)
+        memo = self._xlit_memo
+        if key not in memo:  # the gate asks again for each name of the question
+            if len(memo) > _XLIT_MEMO:
+                memo.clear()
+            memo[key] = self._transliterations(word)
+        return memo[key][:limit]
+
+    def _transliterations(self, word: str) -> list[str]:
+        skel = latin_skeleton(word)
+        if len(latin_key(word)) < _XLIT_MIN_LETTERS or _hard_count(skel) < _XLIT_MIN_HARD:
+            return []
+        index = self._xlit_index()
+        keys = set(_coarse_keys(skel))
+        for k in list(keys):
+            if len(k) > _XLIT_MIN_HARD:  # one consonant dropped (a short key reads as too many)
+                keys.update(k[:i] + k[i + 1:] for i in range(len(k)))
+        scored: dict[str, float] = {}
+        seen: set[str] = set()
+        first = _coarse_keys(skel)[0][:1]
+
+        def consider(run: str, sk) -> None:
+            if run in seen or sk is None:
+                return
+            seen.add(run)
+            run_keys = _coarse_keys(sk)
+            if not any(k in keys and k[:1] == first for k in run_keys):
+                return  # not the name's consonants (or one less); a transliteration keeps the first
+            sim = xlit_similarity(skel, sk)
+            if sim < _XLIT_MIN_SIM or _common_word(run):
+                return
+            if is_proper_noun(run):
+                return  # CC-CEDICT's name for something else (印度人, 布鲁克 "Brook"): had it
+                # been this word's, the dictionary would have bridged the word
+            scored[run] = sim
+
+        # whole terms: of the same consonants first, then of one less; nearest in length
+        # first, up to a budget
+        exact = set(_coarse_keys(skel))
+        whole = {t: han_skeleton(t) for k in keys for t in index.get(k, ())}
+        order = sorted(whole, key=lambda t: (not exact.intersection(_coarse_keys(whole[t])),
+                                             abs(len(whole[t]) - len(skel)), t))
+        for t in order[:_XLIT_POOL]:
+            consider(t, whole[t])
+        if self.chunks is not None:
+            # terms that read as part of the name only (the tokeniser cut 史巴列 + 堤, 姆 +
+            # 拉登): the rest is in the text beside them. A part reads as the name's beginning,
+            # or as what follows its first consonant (that may be a character of its own: 姆
+            # + 拉登); a term that matched whole may extend too (卡美哈梅 + 哈). The parts
+            # that read as most of the name come first; a common word is no part of a name.
+            cut = next((i for i, c in enumerate(skel) if i and c.isupper()), len(skel))
+            starts = [skel, skel[cut:]]
+            cover: dict[str, tuple[int, int]] = {}  # term -> (consonants covered, start)
+            for k in _coarse_keys(skel):
+                for a in (0, 1):
+                    for b in range(a + 2, len(k) + 1):
+                        for t in index.get(k[a:b], ()):
+                            cover[t] = max(cover.get(t, (0, 0)), (b - a, -a))
+            # compare closely the terms covering most consonants first, up to a budget
+            parts: dict[str, float] = {}
+            for t in sorted(cover, key=lambda t: (-cover[t][0], t))[:_XLIT_POOL]:
+                sk = han_skeleton(t)
+                sim = xlit_prefix_similarity(starts[-cover[t][1]], sk)
+                if sim >= _XLIT_MIN_SIM and not _common_word(t):
+                    parts[t] = sim * _xlit_weight(sk)
+            ranked = sorted(parts, key=lambda t: (-parts[t], len(self.positions(t)), t))
+            for t in ranked[:_XLIT_MAX_ANCHORS]:
+                pos = self.positions(t)
+                if not len(pos) or len(pos) > _RUN_MAX_CHUNKS:
+                    continue
+                for run in _extend_runs(self.chunks.texts(pos.tolist()), t):
+                    consider(run, han_skeleton(run))
+        best = sorted(scored.items(), key=lambda kv: (-kv[1], -len(kv[0]), kv[0]))
+        return [t for t, sc in best if sc >= best[0][1] - _XLIT_NEAR_BEST][:_PER_WORD]
 
     # ---- co-occurrence (needs `chunks`) -----------------------------------
     def positions(self, term: str):
@@ -522,6 +844,60 @@ def _runs_reading(text: str, key: str, table: dict[int, tuple[str, ...]]) -> lis
                 else:
                     stack.append((j + 1, end))
     return out
+
+
+def _common_word(term: str) -> bool:
+    """Is `term` (or a piece of 2+ characters the tokeniser cuts it into) a word of jieba's
+    dictionary that is tagged as no name (拜访 v, 领导者 n)? A transliterated name is either
+    unknown to the dictionary or tagged a name (斯帕莱蒂 nrt, 布罗基 nr); too common a name
+    tag (德国 ns) is a word all the same."""
+    from rag.text import posseg
+
+    tags = posseg().dt.word_tag_tab
+    freq = _jieba_freq()
+    pieces = [term] + [w for w in jieba().lcut(term) if len(w) >= 2 and w != term]
+    for w in pieces:
+        tag = tags.get(w)
+        if tag is not None and (tag not in _NAME_TAGS or freq.get(w, 0) >= _XLIT_COMMON_FREQ):
+            return True
+    return False
+
+
+_NAME_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nz", "nt"})
+_XLIT_COMMON_FREQ = 1000
+
+
+def _extend_runs(texts, anchor: str) -> set[str]:
+    """`anchor` followed by 1.._XLIT_MAX_EXTEND more Chinese characters in the texts, each
+    ending where the tokeniser cuts (so a run is not half of a longer word)."""
+    from rag.lang import to_simplified
+
+    out: set[str] = set()
+    for text in texts:
+        simp = to_simplified(text or "")
+        at = simp.find(anchor)
+        while at >= 0:
+            end = at + len(anchor)
+            # where jieba cuts, read in a window around the occurrence (not the whole chunk)
+            lo = max(0, at - _XLIT_WINDOW)
+            window = simp[lo:end + _XLIT_MAX_EXTEND + _XLIT_WINDOW]
+            cuts = {c + lo for c in _token_cuts(window)}
+            for left in range(_XLIT_MAX_LEFT + 1):
+                a = at - left
+                if a < 0 or (left and not _HAN_RX.match(simp[a])):
+                    break
+                if a not in cuts:
+                    continue
+                for n in range(_XLIT_MAX_EXTEND + 1):
+                    if n and (end + n > len(simp) or not _HAN_RX.match(simp[end + n - 1])):
+                        break
+                    if (left or n) and end + n in cuts:
+                        out.add(simp[a:end + n])
+            at = simp.find(anchor, end)
+    return out
+
+
+_XLIT_WINDOW = 12
 
 
 def _token_cuts(text: str) -> set[int]:
@@ -1207,6 +1583,11 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
                 terms = _rank(cands, vocab)
             if not terms and orig.isupper() and 2 <= len(orig) <= 6:
                 terms = [orig]  # unknown acronym: Chinese text often keeps it ("PPT智能")
+            if not terms and vocab is not None and len(parts) == 1 and _is_name_word(orig, i):
+                # a Western name no dictionary knows: the documents may write it by sound
+                # (Spalletti = 斯帕莱蒂); the word itself stays for a text that keeps it
+                xlit = vocab.transliterations(orig)
+                terms = xlit + [p] if xlit else terms
             emit(terms, p, cands)
         i += 1
     if vocab is not None:

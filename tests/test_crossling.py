@@ -269,3 +269,34 @@ def test_british_spelling_of_a_phrase_finds_the_dictionarys_sense(british, term)
     # "specialise in" must be read as "specialize in" (one word alone already was)
     groups = bridge_groups_sourced(f"What did she {british}?", None)
     assert any(term in g for g, _ in groups), groups
+
+
+def test_western_name_matches_its_transliteration_by_sound():
+    # Chinese writes a Western name by sound (Spalletti = 斯帕莱蒂, also 史巴列堤): no
+    # dictionary has it, the documents' runs are compared with the name's sound classes
+    texts = ["卢西亚诺·斯帕莱蒂，是意大利足球主教练。史巴列堤于1959年出生。",
+             "杰里米·布罗基在新西兰足球俱乐部效力。", "他们拜访了市场，排放量很大。"]
+    vocab = CorpusVocab.from_texts(texts)
+    terms = bridge_terms("Where did Spalletti begin his coaching career?", vocab)
+    assert "斯帕莱蒂" in terms and "史巴列堤" in terms  # 史巴列 + 堤: extended in the text
+    assert "布罗基" in bridge_terms("Which club did Brockie sign for?", vocab)
+    # the gate's name check reads the same groups
+    groups = crossling.bridge_groups_sourced("Spalletti", vocab)
+    assert groups[0][1] == ["spalletti"] and "斯帕莱蒂" in groups[0][0]
+    # a word that is not a name (lower case) or is a dictionary word is not read by sound,
+    # and a common word that sounds alike (拜访 bai-fang for "Pavano") is no name
+    assert not any("斯帕" in t for t in bridge_terms("where did spalletti begin?", vocab))
+    assert vocab.transliterations("Pavano") == []
+    # a dissimilar name, or one too short to judge, finds nothing
+    assert vocab.transliterations("Kowalski") == []
+    assert vocab.transliterations("Spa") == []
+
+
+def test_transliteration_sound_classes():
+    sim = crossling.xlit_similarity
+    sk, hk = crossling.latin_skeleton, crossling.han_skeleton
+    assert sk("Spalletti")[:2] == ("S", "P")  # "ll", "tt" read once, voicing not kept apart
+    assert sim(sk("Spalletti"), hk("斯帕莱蒂")) > sim(sk("Spalletti"), hk("史巴列堤")) > 0.85
+    assert sim(sk("Kamehameha"), hk("卡美哈梅哈")) == 1.0
+    assert sim(sk("Mladen"), hk("姆拉登")) > 0.9 > sim(sk("Mladen"), hk("密尔顿"))
+    assert sim(sk("Spalletti"), hk("市场")) < 0.5
