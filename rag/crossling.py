@@ -66,7 +66,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rag.text import CJK_RE, jieba, stopwords
+from rag.text import CJK_RE, ENTITY_TAGS, jieba, stopwords
 
 __all__ = ["bridge_terms", "bridge_groups", "bridge_groups_sourced", "warm", "cedict_path", "CEDICT_PACKAGE"]
 
@@ -401,6 +401,7 @@ def latin_skeleton(word: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=4096)
 def _syllable_classes(reading: str) -> tuple[str, ...]:
     """Sound classes of one toneless pinyin syllable: initial, vowel (marked weak, "u~",
     where Chinese adds it after a lone consonant: 布 bu for "b"), nasal coda."""
@@ -424,11 +425,6 @@ def _syllable_classes(reading: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=4096)
-def _reading_classes(reading: str) -> tuple[str, ...]:
-    return _syllable_classes(reading)
-
-
 def han_skeleton(term: str) -> tuple[str, ...] | None:
     """The sound classes of a Chinese term read in pinyin (most common reading of each
     character: 斯帕莱蒂 si pa lai di -> S i~ P a L e T i); None when a character has no
@@ -439,7 +435,7 @@ def han_skeleton(term: str) -> tuple[str, ...] | None:
         readings = table.get(ord(ch))
         if not readings:
             return None
-        out.extend(_reading_classes(readings[0]))
+        out.extend(_syllable_classes(readings[0]))
     return tuple(out)
 
 
@@ -676,13 +672,15 @@ class CorpusVocab:
         if len(latin_key(word)) < _XLIT_MIN_LETTERS or _hard_count(skel) < _XLIT_MIN_HARD:
             return []
         index = self._xlit_index()
-        keys = set(_coarse_keys(skel))
+        name_keys = _coarse_keys(skel)
+        exact = set(name_keys)  # keys of the same consonants
+        keys = set(exact)
         for k in list(keys):
             if len(k) > _XLIT_MIN_HARD:  # one consonant dropped (a short key reads as too many)
                 keys.update(k[:i] + k[i + 1:] for i in range(len(k)))
         scored: dict[str, float] = {}
         seen: set[str] = set()
-        first = _coarse_keys(skel)[0][:1]
+        first = name_keys[0][:1]
 
         def consider(run: str, sk) -> None:
             if run in seen or sk is None:
@@ -701,7 +699,6 @@ class CorpusVocab:
 
         # whole terms: of the same consonants first, then of one less; nearest in length
         # first, up to a budget
-        exact = set(_coarse_keys(skel))
         whole = {t: han_skeleton(t) for k in keys for t in index.get(k, ())}
         order = sorted(whole, key=lambda t: (not exact.intersection(_coarse_keys(whole[t])),
                                              abs(len(whole[t]) - len(skel)), t))
@@ -716,7 +713,7 @@ class CorpusVocab:
             cut = next((i for i, c in enumerate(skel) if i and c.isupper()), len(skel))
             starts = [skel, skel[cut:]]
             cover: dict[str, tuple[int, int]] = {}  # term -> (consonants covered, start)
-            for k in _coarse_keys(skel):
+            for k in name_keys:
                 for a in (0, 1):
                     for b in range(a + 2, len(k) + 1):
                         for t in index.get(k[a:b], ()):
@@ -858,12 +855,11 @@ def _common_word(term: str) -> bool:
     pieces = [term] + [w for w in jieba().lcut(term) if len(w) >= 2 and w != term]
     for w in pieces:
         tag = tags.get(w)
-        if tag is not None and (tag not in _NAME_TAGS or freq.get(w, 0) >= _XLIT_COMMON_FREQ):
+        if tag is not None and (tag not in ENTITY_TAGS or freq.get(w, 0) >= _XLIT_COMMON_FREQ):
             return True
     return False
 
 
-_NAME_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nz", "nt"})
 _XLIT_COMMON_FREQ = 1000
 
 

@@ -63,6 +63,10 @@ def posseg():
     return ps
 
 
+# jieba's part-of-speech tags that name something: people (nr, nrt transliterated, nrfg),
+# places (ns), organisations (nt), other proper nouns (nz)
+ENTITY_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz"})
+
 # jieba tags some common words as people's names (智能化, 高水平); a real name is rare in its
 # dictionary (a count under this), so the tag is believed only on a rare word.
 NAME_MAX_FREQ = 10

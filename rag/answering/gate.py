@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rag.chunking import split_sentences
 from rag.lang import detect_lang, to_simplified, to_simplified_aligned
-from rag.text import DATA, posseg
+from rag.text import DATA, ENTITY_TAGS, posseg
 from rag.types import Hit
 
 MODEL_FILE = DATA / "gate.json"
@@ -42,7 +42,6 @@ _HAS_KIND = {
 }
 _YEAR_RE = re.compile(r"(?<!\d)(?:1[0-9]|20)\d{2}(?!\d)")
 _LATIN_NAME_RE = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z'’\-]+(?:\s+[A-Z][a-zA-Z'’\-]+)*")
-_ENTITY_FLAGS = ("nr", "nrt", "nrfg", "ns", "nt", "nz")
 
 FEATURES = [
     "dense", "dense_gap", "keyword", "inv_rank", "coverage", "sentence_coverage",
@@ -235,7 +234,7 @@ class AnswerabilityGate:
             weights = [self.idf(t) for t in toks]
             for w in posseg().cut(q):
                 word = w.word.strip().lower()
-                if len(word) >= 2 and (w.flag in _ENTITY_FLAGS) and word not in cues:
+                if len(word) >= 2 and (w.flag in ENTITY_TAGS) and word not in cues:
                     names.append(Name((word,)))
         names += [Name((n,)) for n in re.findall(r"\d+(?:\.\d+)?", q) if not _YEAR_RE.fullmatch(n)]
         return Question(question, english, expected_kind(question), groups, weights, names,
