@@ -31,17 +31,11 @@ _SENT_END_RE = re.compile(r"(?<=[.!?])\s+")
 _CITE_TAIL_RE = re.compile(r"((?:\s*\[\d+\])+)?([.!?]*)\s*$")
 
 
-def _latin_key(text: str) -> str:
-    from rag.crossling import fold_latin
-
-    return re.sub(r"[^a-z]", "", fold_latin(text).lower())
-
-
 class _Trace:
     """What an English text (and the question) verifiably carries of Chinese words."""
 
     def __init__(self, english: str, question: str = ""):
-        from rag.crossling import renderings
+        from rag.crossling import latin_key, renderings
 
         self.text = english + " " + question
         try:
@@ -50,7 +44,7 @@ class _Trace:
             self.terms = []
         # the text's words and runs of up to three of them, letters only: a pinyin spelling
         # is matched whole, with or without spaces (Zhoushan, Zhou Shan), never inside a word
-        words = [_latin_key(w) for w in re.findall(r"[^\W\d_]+", self.text)]
+        words = [latin_key(w) for w in re.findall(r"[^\W\d_]+", self.text)]
         self.keys = {"".join(words[i:i + n]) for i in range(len(words)) for n in (1, 2, 3)}
 
     def carries(self, word: str) -> bool:
