@@ -367,6 +367,15 @@ class Assistant:
         hits = searcher.search(standalone, k, variants=self._query_variants(standalone, answerer))
         return question, standalone, lang, hits
 
+    def retrieve(self, question: str, *, k: int | None = None, mode: str | None = None) -> tuple[str, list[Hit]]:
+        """(language, passages) as an answer in `mode` reads them: for an English question
+        in LLM mode the search includes the model's Chinese translation of it. For tools
+        that study the answering path (scripts/fit_judge.py)."""
+        answerer = self._answerer_for(mode)
+        with foreground():
+            _, _, lang, hits = self._prepare(question, None, k, answerer)
+        return lang, hits
+
     def _query_variants(self, question: str, answerer) -> list[str]:
         """Other renderings of an English question to search with: its Chinese translation by
         the LLM when one answers (setting `query_translation`, bench/query_translation.py)."""

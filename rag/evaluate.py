@@ -169,6 +169,7 @@ def run_eval(assistant, file, out_dir, mode: str | None = None, console=None, ti
                     ],
                     "answer": ans.text,
                     "refused": ans.refused,
+                    "notice": ans.notice,  # why the answer is what it is (fallback, judge), when said
                     "citations": [
                         {"n": c.n, "source": c.source, "text": c.text, "start": c.start, "end": c.end}
                         for c in ans.citations

@@ -293,6 +293,29 @@ def build_translator(settings: Settings) -> LLM | None:
     return llm
 
 
+JUDGE_CONTEXT = 1024  # tokens: the judge prompt (system ~60, evidence <= 600 characters, question)
+
+
+def build_judge(settings: Settings) -> LLM | None:
+    """The LLM context of the answerability judge (rag/answering/judge.py), or None.
+
+    Only for llama-cpp: the judge reads the first token's logits, which an OpenAI-compatible
+    server does not give, and its thresholds are fitted for the bundled model. A third
+    llama.cpp context on the same memory-mapped weights (its own ~30 MB KV cache), so a
+    judgement keeps neither the answer prompt's nor the translator's cached prefix from
+    being reused. It runs while the answering context waits, with the answering threads."""
+    if _resolved_backend(settings) != "llama-cpp" or not is_prepared(settings) \
+            or importlib.util.find_spec("llama_cpp") is None:
+        return None
+    key = ("judge", str(settings.gguf_path), settings.llm_threads)
+    with _LLM_CACHE_LOCK:
+        llm = _LLM_CACHE.get(key)
+        if llm is None:
+            llm = _make_llama_cpp(settings, context_window=JUDGE_CONTEXT, max_tokens=1)
+            _LLM_CACHE[key] = llm
+    return llm
+
+
 def _make_llama_cpp(settings: Settings, *, context_window: int | None = None,
                     max_tokens: int | None = None, threads: int | None = None) -> LLM:
     from llama_index.core.base.llms.types import CompletionResponse

@@ -144,6 +144,22 @@ def test_question_the_passages_cannot_answer_is_refused(answerer, chunks):
     assert ans.refused and ans.text == REFUSAL["en"] and not ans.citations
 
 
+def test_judge_reads_whether_the_sentence_states_the_asked_fact(settings, chunks):
+    """The real judge on its own context, with the fitted thresholds: the same sentence
+    answers one question about it and not another about the same subject."""
+    from rag.answering.judge import AnswerJudge
+    from rag.llm import MODEL_LABEL, build_judge
+
+    judge = AnswerJudge.load(build_judge(settings), model_label=MODEL_LABEL)
+    sentence = next(c.text for c in chunks if "上海推出" in c.text)
+    asked = judge.judge("上海计划推动多少家制造业企业实现智能化应用？", [sentence], english=False)
+    absent = judge.judge("上海的实施方案由哪位副市长签发？", [sentence], english=False)
+    assert asked.answers and not absent.answers, (asked, absent)
+    asked_en = judge.judge("How many manufacturers does Shanghai's plan cover?", [sentence], english=True)
+    absent_en = judge.judge("Who signed Shanghai's plan?", [sentence], english=True)
+    assert asked_en.answers and absent_en.score < asked_en.score - 1.0, (asked_en, absent_en)
+
+
 def test_concurrent_questions_share_the_model_safely(answerer, chunks):
     results: dict[int, Answer] = {}
     errors: list[BaseException] = []

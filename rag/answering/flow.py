@@ -33,11 +33,16 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    (`QUOTE_LEAD_ZH`), else the extractive answer replaces it (the 1.5B model
    often names another entity or figure of its passages; the picker is right
    far more often).
-5. When the model says NO_ANSWER although the gate found evidence (measured
+5. Before the model answers, it judges the evidence (`judge.AnswerJudge`, its own
+   llama.cpp context): when its first token's Yes/No logits say the sentences do not
+   state what the question asks for (below the fitted threshold of rag/data/judge.json),
+   the reply is the refusal. The gate cannot tell an on-topic passage that lacks the
+   asked fact from one that states it; the model reads the sentence.
+6. When the model says NO_ANSWER although the gate found evidence (measured
    on the three eval sets: 7 of 10 such refusals were wrong), or its reply
    fails twice, the evidence answers: translated for English, the extractive
    answer for Chinese, with a notice saying why.
-6. Chinese answers are converted to the question's script with OpenCC.
+7. Chinese answers are converted to the question's script with OpenCC.
 
 Streaming: `stream()` yields text deltas as the model produces them (converted
 to the question's script; a leading NO_ANSWER is held back and replaced by the
@@ -77,6 +82,7 @@ from rag.answering.prompts import (
     NO_ANSWER,
     NOTICE_ANSWERING_IN,
     NOTICE_FALLBACK,
+    NOTICE_JUDGED,
     NOTICE_LLM_LOAD_FAILED,
     NOTICE_NO_LLM,
     NOTICE_TRANSLATED,
@@ -87,6 +93,7 @@ from rag.answering.prompts import (
     TRANSLATE_FOLLOW,
     reason_text,
 )
+from rag.answering.judge import AnswerJudge
 from rag.answering.translate import translate_query
 from rag.guard import hostile, is_meta_question, meta_refusal, quote_passage
 from rag.lang import known_lang, to_script
@@ -124,7 +131,7 @@ class Answerer(Protocol):
 
 @dataclass
 class Selection:
-    """What `LLMAnswerer._select` gives the model."""
+    """What `LLMAnswerer.select` gives the model."""
 
     given: list[Hit]  # passages [1]..[k]
     answerable: bool  # False: refuse without asking the model
@@ -140,6 +147,7 @@ class Timing:
     total: float = 0.0
     attempts: int = 0
     fallback: bool = False
+    judge: float | None = None  # the judge's score (logit Yes - No), when it ran
 
 
 class _Shown:
@@ -173,7 +181,9 @@ class LLMAnswerer:
 
     def __init__(self, llm: LLM, extractive: ExtractiveAnswerer, *, max_tokens: int = 200,
                  max_passages: int = MAX_PASSAGES, translator: LLM | None = None,
-                 translator_factory: Callable[[], LLM | None] | None = None):
+                 translator_factory: Callable[[], LLM | None] | None = None,
+                 judge: AnswerJudge | None = None,
+                 judge_factory: Callable[[], AnswerJudge | None] | None = None):
         self.llm = llm
         self.extractive = extractive
         self.max_tokens = max_tokens
@@ -182,6 +192,10 @@ class LLMAnswerer:
         self._translator = translator
         self._translator_factory = translator_factory
         self._translator_lock = threading.Lock()
+        self._judge = judge
+        self._judge_factory = judge_factory
+        self._judge_lock = threading.Lock()
+        self.judge_notice = ""  # why the judge is off, when its factory failed
 
     def translate(self, question: str) -> str | None:
         """The question in simplified Chinese for retrieval (`translate_query`), on the
@@ -195,6 +209,19 @@ class LLMAnswerer:
                     self._translator = None
             translator = self._translator
         return translate_query(question, translator)
+
+    @property
+    def judge(self) -> AnswerJudge | None:
+        """The answerability judge (built on first use on its own context), or None: no
+        judge for this backend, or its fitted file does not fit (`judge_notice` says why)."""
+        with self._judge_lock:
+            if self._judge is None and self._judge_factory is not None:
+                factory, self._judge_factory = self._judge_factory, None
+                try:
+                    self._judge = factory()
+                except Exception as exc:  # answers go on, judged by the gate alone
+                    self.judge_notice = f"answerability judge off: {type(exc).__name__}: {exc}"
+            return self._judge
 
     # -- public protocol
 
@@ -224,7 +251,7 @@ class LLMAnswerer:
         # turns a model failure into the extractive answer, but a gate failure must never let
         # the model (or anything) answer without the gate's typed decision. A gate error
         # propagates to the caller, as it does in extractive mode (the same gate).
-        sel = self._select(question, safe, lang)
+        sel = self.select(question, safe, lang)
         given, texts = sel.given, sel.texts
         if not given or not sel.answerable:
             yield from out.emit(REFUSAL[lang])
@@ -232,6 +259,16 @@ class LLMAnswerer:
             return
         messages = build_messages(question, given, lang, texts)
         try:
+            judge = self.judge if sel.evidence else None
+            if judge is not None:
+                verdict = judge.judge(question, [s for _, s in sel.evidence], english=lang == "en")
+                timing.judge = verdict.score
+                if not verdict.answers:
+                    yield from out.emit(REFUSAL[lang])
+                    final = self._make(question, hits, lang, REFUSAL[lang], refused=True)
+                    final.notice = NOTICE_JUDGED.format(score=verdict.score, threshold=verdict.threshold)
+                    yield out.finish(final)
+                    return
             timing.attempts = 1
             raw = yield from self._emit_model(out, self._stream_llm(messages), lang, hold=True)
             check = check_answer(raw, given, question, lang, texts)
@@ -365,7 +402,7 @@ class LLMAnswerer:
 
     # -- internals
 
-    def _select(self, question: str, hits: list[Hit], lang: str = "en") -> Selection:
+    def select(self, question: str, hits: list[Hit], lang: str = "en") -> Selection:
         """The passages to give the model and whether to ask it at all. The gate
         (`extractive.support`, the same decision as in extractive mode) refuses an unsupported
         question without an LLM call; the passages holding the evidence sentences it picks
@@ -457,7 +494,12 @@ def make_answerer(settings: Settings, extractive: ExtractiveAnswerer) -> tuple[A
     if llm is None:
         _, status = llm_status(settings)
         return extractive, NOTICE_ANSWERING_IN.format(status=status)
-    from rag.llm import build_translator
+    from rag.llm import MODEL_LABEL, build_judge, build_translator
+
+    def judge_factory() -> AnswerJudge | None:
+        model = build_judge(settings)
+        return None if model is None else AnswerJudge.load(model, model_label=MODEL_LABEL)
 
     return LLMAnswerer(llm, extractive, max_tokens=min(settings.llm_max_tokens, 200),
-                       translator_factory=lambda: build_translator(settings)), ""
+                       translator_factory=lambda: build_translator(settings),
+                       judge_factory=judge_factory), ""

@@ -137,6 +137,8 @@ QUOTE_LEAD = "\n\nThe passage, translated: "
 QUOTE_LEAD_ZH = "\n\n原文："  # the same in both scripts
 NOTICE_FALLBACK = "LLM answer rejected ({reason}); showing the extractive answer"
 NOTICE_TRANSLATED = "LLM answer rejected ({reason}); showing the evidence sentence, translated"
+NOTICE_JUDGED = ("the passages found are on the question's topic, but the model read that they do not state "
+                 "its answer (judge score {score:.2f} < {threshold:.2f})")
 REASON_LLM_ERROR = "LLM error: {error}"  # the backend failed; shown in NOTICE_FALLBACK
 # make_answerer: why answers come from the extractive answerer (shown once by the CLI/UI)
 NOTICE_NO_LLM = "answering in extractive mode: {why}"
@@ -158,6 +160,19 @@ TRANSLATE_EXAMPLES = (
     ("Where was Hans Christian Andersen born?", "安徒生出生在哪里？"),
     ("What did the Toronto city council approve in 2019?", "多伦多市议会在2019年批准了什么？"),
 )
+
+# The answerability judge (judge.py): after the gate passes, the model reads the evidence
+# sentences and the question and its first token, Yes or No, is scored (LLM mode only). Its
+# thresholds in rag/data/judge.json are fitted for exactly this wording (scripts/fit_judge.py
+# stores a hash of it): change a word here and refit.
+JUDGE_SYSTEM = (
+    "You check whether a text answers a question. Say Yes only if the text states the specific "
+    "fact the question asks for; a text about the same topic that does not state that fact gets "
+    "No. Reply with one word: Yes or No."
+)
+JUDGE_USER = "Text: {text}\n\nQuestion: {question}\n\nDoes the text state the answer to the question? Reply Yes or No."
+JUDGE_YES = ("Yes", "yes")
+JUDGE_NO = ("No", "no")
 
 # How the model says the passages do not answer when it forgets NO_ANSWER (a reply with
 # one of these and no citation counts as its refusal).

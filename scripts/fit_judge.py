@@ -1,0 +1,193 @@
+"""Fit the answerability judge's thresholds (rag/data/judge.json) on the development sets.
+
+    python scripts/fit_judge.py [--reuse] [--check] [--max-false-refusals 0.01]
+
+For every set of evals/sets.toml each question goes the way an LLM-mode answer goes
+(`Assistant.retrieve` with the model's query translation, the gate, the span picker:
+`LLMAnswerer.select`); when the gate passes, the local model judges the picked evidence
+sentences (rag/answering/judge.py) and its score is a row. The hard unanswerable variants
+of scripts/fit_gate.py are judged too (the question with its source article left out, the
+question about another name of its set), as are the sets' own unanswerable questions.
+
+The threshold per question language (English / Chinese) is fitted on positives only: the
+answerable questions whose evidence holds the expected facts. It is the score below which at
+most `--max-false-refusals` of them fall, so the unanswerable rows only measure it.
+Cross-validation holds out one corpus group at a time (threshold from the others). Rows are
+stored in evals/judge-rows.json; `--reuse` refits from them, `--check` fails when the fit
+differs from the stored file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+# the variants of fit_gate.py that are judged (span-removed needs the gate's recomputed
+# dense scores and gives the model a sentence with a hole in it: not a question users ask)
+VARIANTS = ("asked", "source-left-out", "name-swapped")
+
+
+def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[dict]:
+    from fit_gate import checkpoint_rows, names_in, swap_name
+
+    from rag.answering.judge import AnswerJudge
+    from rag.embedmodel import load_embedder
+    from rag.evaluate import facts_ok, load_manifest, load_questions, open_set_assistant, supports
+    from rag.lang import to_simplified
+    from rag.llm import build_judge
+    from rag.settings import Settings
+
+    settings = Settings(llm="llama-cpp")
+    embedder = load_embedder(settings)
+    judge = AnswerJudge(build_judge(settings), {})
+    rows: list[dict] = []
+    for spec in load_manifest(manifest):
+        assistant = open_set_assistant(spec, settings, cache, embedder=embedder)
+        answerer = assistant.answerer
+        group = spec.corpus.name if spec.corpus.name != "corpus" else spec.corpus.parent.name
+        t0 = time.perf_counter()
+        items = load_questions(spec.questions)
+        pool = sorted({n for it in items for n in names_in(it.question)})
+        for it in items:
+            lang, hits = assistant.retrieve(it.question)
+            variants = [("asked", it.question, hits, it.answerable)]
+            if it.answerable:
+                source = next((h.chunk.source for h in hits if supports(h.chunk.text, it.evidence)), None)
+                rest = [h for h in hits if h.chunk.source != source]
+                if source is not None and rest:
+                    variants.append(("source-left-out", it.question, rest, False))
+                swapped = swap_name(it.question, pool, random.Random(f"{spec.name}/{it.id}"))
+                if swapped is not None:
+                    q2, new = swapped
+                    _, hits2 = assistant.retrieve(q2)
+                    if not any(new.lower() in to_simplified(h.chunk.text).lower() for h in hits2[:3]):
+                        variants.append(("name-swapped", q2, hits2, False))
+            for variant, text, hs, answerable in variants:
+                sel = answerer.select(text, hs, lang)
+                evidence = [s for _, s in sel.evidence]
+                passed = bool(sel.answerable and evidence)
+                rows.append({
+                    "set": spec.name, "group": group, "id": it.id, "variant": variant, "lang": lang,
+                    "answerable": answerable, "gate_passed": passed,
+                    # the evidence holds the expected facts: refusing it is a false refusal
+                    "holds": bool(answerable and passed and facts_ok(" ".join(evidence), it.answer_must)),
+                    "score": round(judge.score(text, evidence), 4) if passed else None,
+                })
+        checkpoint_rows(spec.name, rows, t0, rows_file, dump=dump_rows)
+    return rows
+
+
+def dump_rows(rows: list[dict]) -> str:
+    return "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
+
+
+def load_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def lang_key(row: dict) -> str:
+    return "en" if row["lang"] == "en" else "zh"
+
+
+def positives(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["variant"] == "asked" and r["holds"] and r["score"] is not None]
+
+
+def thresholds(rows: list[dict], max_fr: float) -> dict[str, float]:
+    """Per language: the k-th lowest positive score, k = floor(max_fr * n), so that at most
+    that share of the positives scores below it."""
+    out = {}
+    for key in ("en", "zh"):
+        scores = sorted(r["score"] for r in positives(rows) if lang_key(r) == key)
+        if not scores:
+            raise SystemExit(f"no answerable {key} questions passed the gate: nothing to fit on")
+        out[key] = scores[math.floor(max_fr * len(scores))]
+    return out
+
+
+def metrics(rows: list[dict], thr: dict[str, float]) -> dict:
+    """What the judge adds on these rows with these thresholds."""
+    def refused(r):
+        return r["score"] is not None and r["score"] < thr[lang_key(r)]
+
+    pos = positives(rows)
+    out = {"n_positive": len(pos),
+           "false_refusals_added": round(sum(map(refused, pos)) / len(pos), 3) if pos else None}
+    for v in VARIANTS:
+        neg = [r for r in rows if r["variant"] == v and not r["answerable"]]
+        if not neg:
+            continue
+        passed = [r for r in neg if r["gate_passed"]]
+        out[v] = {"n": len(neg), "gate_refused": round(1 - len(passed) / len(neg), 3),
+                  "judge_refused_of_passed": round(sum(map(refused, passed)) / len(passed), 3) if passed else None,
+                  "refused_with_judge": round((len(neg) - len(passed) + sum(map(refused, passed))) / len(neg), 3)}
+    return out
+
+
+def fit(rows: list[dict], max_fr: float, model_label: str) -> dict:
+    from rag.answering.judge import prompt_hash
+
+    groups = sorted({r["group"] for r in rows})
+    cv = {}
+    for g in groups:
+        thr = thresholds([r for r in rows if r["group"] != g], max_fr)
+        test = [r for r in rows if r["group"] == g]
+        for name in sorted({r["set"] for r in test}):
+            cv[name] = {"threshold": thr, **metrics([r for r in test if r["set"] == name], thr)}
+    thr = thresholds(rows, max_fr)
+    return {
+        "about": "Answerability judge thresholds (rag/answering/judge.py), fitted by scripts/fit_judge.py; "
+                 "do not edit by hand.",
+        "prompt": prompt_hash(),
+        "model": model_label,
+        "threshold": {k: round(v, 4) for k, v in thr.items()},
+        "fit": {"max_false_refusals": max_fr, "sets": sorted({r["set"] for r in rows}),
+                "positives": {k: sum(lang_key(r) == k for r in positives(rows)) for k in ("en", "zh")}},
+        "cross_validation": {"folds": "one per corpus group: " + ", ".join(groups), "by_set": cv},
+        "in_sample": metrics(rows, thr),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--manifest", default=str(ROOT / "evals" / "sets.toml"), help="the eval sets (rag eval's manifest)")
+    p.add_argument("--out", default=str(ROOT / "rag" / "data" / "judge.json"))
+    p.add_argument("--cache", default=str(ROOT / "runs" / ".index-cache"), help="where the sets are indexed (shared with rag eval)")
+    p.add_argument("--rows", default=str(ROOT / "evals" / "judge-rows.json"),
+                   help="the judged rows collected from the sets (written; read back with --reuse)")
+    p.add_argument("--reuse", action="store_true", help="fit on the stored rows instead of collecting them")
+    p.add_argument("--max-false-refusals", type=float, default=0.01)
+    p.add_argument("--check", action="store_true", help="fail when the fitted thresholds differ from --out")
+    args = p.parse_args(argv)
+    from rag.llm import MODEL_LABEL
+    from rag.settings import offline_environment
+
+    offline_environment()
+    rows_file = Path(args.rows)
+    rows = load_rows(rows_file) if args.reuse and rows_file.is_file() else collect(
+        Path(args.manifest), Path(args.cache), rows_file)
+    model = fit(rows, args.max_false_refusals, MODEL_LABEL)
+    for name, m in model["cross_validation"]["by_set"].items():
+        print(f"{name:14s} {m}")
+    print("in sample", model["in_sample"], "threshold", model["threshold"])
+    out = Path(args.out)
+    if args.check:
+        old = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+        same = old.get("prompt") == model["prompt"] and old.get("threshold") == model["threshold"]
+        print(f"{out.name} reproduced" if same else f"{out.name} differs from a fresh fit")
+        return 0 if same else 1
+    out.write_text(json.dumps(model, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
