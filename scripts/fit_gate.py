@@ -332,42 +332,57 @@ def fit(rows: list[dict], c: float, max_fr: float, embed_model: str = FITTED_EMB
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def fit_parser(description: str, model_file: str, rows_file: str) -> argparse.ArgumentParser:
+    """The options every fit script (gate, picker, judge) takes: the sets, where the fitted
+    file and the collected rows go, --reuse and --check."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--manifest", default=str(ROOT / "evals" / "sets.toml"), help="the eval sets (rag eval's manifest)")
-    p.add_argument("--out", default=str(ROOT / "rag" / "data" / "gate.json"))
+    p.add_argument("--out", default=str(ROOT / "rag" / "data" / model_file))
     p.add_argument("--cache", default=str(ROOT / "runs" / ".index-cache"), help="where the sets are indexed (shared with rag eval)")
-    p.add_argument("--rows", default=str(ROOT / "evals" / "gate-rows.json"),
-                   help="the feature rows collected from the sets (written; read back with --reuse)")
-    p.add_argument("--reuse", action="store_true", help="fit on the stored feature rows instead of collecting them")
-    p.add_argument("--C", type=float, default=1.0)
-    p.add_argument("--max-false-refusals", type=float, default=0.02)
-    p.add_argument("--check", action="store_true", help="fail when the fitted model differs from --out")
-    args = p.parse_args(argv)
+    p.add_argument("--rows", default=str(ROOT / "evals" / rows_file),
+                   help="the rows collected from the sets (written; read back with --reuse)")
+    p.add_argument("--reuse", action="store_true", help="fit on the stored rows instead of collecting them")
+    p.add_argument("--check", action="store_true", help="fail when the fitted file differs from --out")
+    return p
+
+
+def fit_rows(args: argparse.Namespace, collect) -> list[dict]:
+    """The stored rows (--reuse), or rows collected afresh by `collect(manifest, cache, rows_file)`."""
     from rag.settings import offline_environment
 
     offline_environment()
     rows_file = Path(args.rows)
     if args.reuse and rows_file.is_file():
-        rows = load_rows(rows_file)
-    else:
-        rows = collect(Path(args.manifest), Path(args.cache), rows_file)
+        return load_rows(rows_file)
+    return collect(Path(args.manifest), Path(args.cache), rows_file)
+
+
+def write_or_check(out: Path, model: dict, check: bool, same) -> int:
+    """Write the fitted file, or with --check compare it with the stored one (`same(old, new)`)
+    and fail when they differ: every fitted data file reproduces from its rows."""
+    if check:
+        old = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None
+        ok = old is not None and same(old, model)
+        print(f"{out.name} reproduced" if ok else f"{out.name} differs from a fresh fit")
+        return 0 if ok else 1
+    out.write_text(json.dumps(model, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = fit_parser(__doc__.split("\n")[0], "gate.json", "gate-rows.json")
+    p.add_argument("--C", type=float, default=1.0)
+    p.add_argument("--max-false-refusals", type=float, default=0.02)
+    args = p.parse_args(argv)
+    rows = fit_rows(args, collect)
     model = fit(rows, args.C, args.max_false_refusals)
     for name, m in model["cross_validation"]["by_set"].items():
         print(f"{name:14s} {m}")
     print("pooled", model["cross_validation"]["pooled_out_of_fold"], "threshold", model["threshold"])
-    out = Path(args.out)
-    text = json.dumps(model, ensure_ascii=False, indent=1) + "\n"
-    if args.check:
-        old = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None
-        same = old is not None and all(
-            np.allclose(old[k], model[k], atol=1e-3) for k in ("mean", "scale", "coef", "intercept"))
-        same = same and all(abs(old["threshold"][k] - v) < 1e-3 for k, v in model["threshold"].items())
-        print("gate.json reproduced" if same else "gate.json differs from a fresh fit")
-        return 0 if same else 1
-    out.write_text(text, encoding="utf-8")
-    print(f"wrote {out}")
-    return 0
+    return write_or_check(Path(args.out), model, args.check, lambda old, new: all(
+        np.allclose(old[k], new[k], atol=1e-3) for k in ("mean", "scale", "coef", "intercept"))
+        and all(abs(old["threshold"][k] - v) < 1e-3 for k, v in new["threshold"].items()))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ differs from the stored file.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -89,10 +88,6 @@ def dump_rows(rows: list[dict]) -> str:
     return "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
 
 
-def load_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def lang_key(row: dict) -> str:
     return "en" if row["lang"] == "en" else "zh"
 
@@ -157,36 +152,20 @@ def fit(rows: list[dict], max_fr: float, model_label: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--manifest", default=str(ROOT / "evals" / "sets.toml"), help="the eval sets (rag eval's manifest)")
-    p.add_argument("--out", default=str(ROOT / "rag" / "data" / "judge.json"))
-    p.add_argument("--cache", default=str(ROOT / "runs" / ".index-cache"), help="where the sets are indexed (shared with rag eval)")
-    p.add_argument("--rows", default=str(ROOT / "evals" / "judge-rows.json"),
-                   help="the judged rows collected from the sets (written; read back with --reuse)")
-    p.add_argument("--reuse", action="store_true", help="fit on the stored rows instead of collecting them")
-    p.add_argument("--max-false-refusals", type=float, default=0.01)
-    p.add_argument("--check", action="store_true", help="fail when the fitted thresholds differ from --out")
-    args = p.parse_args(argv)
-    from rag.llm import MODEL_LABEL
-    from rag.settings import offline_environment
+    from fit_gate import fit_parser, fit_rows, write_or_check
 
-    offline_environment()
-    rows_file = Path(args.rows)
-    rows = load_rows(rows_file) if args.reuse and rows_file.is_file() else collect(
-        Path(args.manifest), Path(args.cache), rows_file)
+    from rag.llm import MODEL_LABEL
+
+    p = fit_parser(__doc__.split("\n")[0], "judge.json", "judge-rows.json")
+    p.add_argument("--max-false-refusals", type=float, default=0.01)
+    args = p.parse_args(argv)
+    rows = fit_rows(args, collect)
     model = fit(rows, args.max_false_refusals, MODEL_LABEL)
     for name, m in model["cross_validation"]["by_set"].items():
         print(f"{name:14s} {m}")
     print("in sample", model["in_sample"], "threshold", model["threshold"])
-    out = Path(args.out)
-    if args.check:
-        old = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
-        same = old.get("prompt") == model["prompt"] and old.get("threshold") == model["threshold"]
-        print(f"{out.name} reproduced" if same else f"{out.name} differs from a fresh fit")
-        return 0 if same else 1
-    out.write_text(json.dumps(model, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
-    return 0
+    return write_or_check(Path(args.out), model, args.check, lambda old, new: (
+        old.get("prompt") == new["prompt"] and old.get("threshold") == new["threshold"]))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ differs, so the data file is reproducible.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -33,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from fit_gate import checkpoint_rows, load_rows  # noqa: E402  (the gate's row files, same format per line)
+from fit_gate import checkpoint_rows, fit_parser, fit_rows, write_or_check  # noqa: E402  (the gate's row files, same format per line)
 
 # Sentences are quoted, best first, until the model gives them this chance of holding the
 # answer (its scores as a softmax over the candidates, the temperature fitted out of fold),
@@ -211,35 +210,16 @@ def fit(rows: list[dict], c: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--manifest", default=str(ROOT / "evals" / "sets.toml"), help="the eval sets (rag eval's manifest)")
-    p.add_argument("--out", default=str(ROOT / "rag" / "data" / "picker.json"))
-    p.add_argument("--cache", default=str(ROOT / "runs" / ".index-cache"), help="where the sets are indexed (shared with rag eval)")
-    p.add_argument("--rows", default=str(ROOT / "evals" / "picker-rows.json"),
-                   help="the sentence rows collected from the sets (written; read back with --reuse)")
-    p.add_argument("--reuse", action="store_true", help="fit on the stored rows instead of collecting them")
+    p = fit_parser(__doc__.split("\n")[0], "picker.json", "picker-rows.json")
     p.add_argument("--C", type=float, default=0.1)
-    p.add_argument("--check", action="store_true", help="fail when the fitted model differs from --out")
     args = p.parse_args(argv)
-    from rag.settings import offline_environment
-
-    offline_environment()
-    rows_file = Path(args.rows)
-    rows = load_rows(rows_file) if args.reuse and rows_file.is_file() else collect(
-        Path(args.manifest), Path(args.cache), rows_file)
+    rows = fit_rows(args, collect)
     model = fit(rows, args.C)
     for name, m in model["cross_validation"]["by_set"].items():
         print(f"{name:14s} {m}")
-    out = Path(args.out)
-    if args.check:
-        old = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None
-        same = old is not None and all(np.allclose(old[k], model[k], atol=1e-3) for k in ("scale", "coef")) \
-            and all(old.get(k) == model[k] for k in ("temperature", "coverage", "max_sentences"))
-        print("picker.json reproduced" if same else "picker.json differs from a fresh fit")
-        return 0 if same else 1
-    out.write_text(json.dumps(model, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
-    return 0
+    return write_or_check(Path(args.out), model, args.check, lambda old, new: all(
+        np.allclose(old[k], new[k], atol=1e-3) for k in ("scale", "coef"))
+        and all(old.get(k) == new[k] for k in ("temperature", "coverage", "max_sentences")))
 
 
 if __name__ == "__main__":
