@@ -7,7 +7,8 @@ Runs every question through `Assistant.stream` (retrieval + answer, as `rag ask`
 does) with the configured backend (RAG_LLM; the LLM must be prepared), after one
 warm-up question that is not counted (model load, prompt cache). Also reports,
 from the same answers, fact accuracy, the share of English questions answered in
-English, refusals, retries and extractive fallbacks. `--translate` also times
+English, refusals, retries, extractive fallbacks, and the answerability judge's
+time per judged question and its refusals. `--translate` also times
 `rag.answering.translate_query` on the English questions (its cost for retrieval).
 
 This is a measurement, not a test: it asserts nothing. The machine's load average
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             "refused": final.refused,
             "attempts": getattr(timing, "attempts", None),
             "fallback": getattr(timing, "fallback", None),
+            "judge_s": None if getattr(timing, "judge_seconds", None) is None else round(timing.judge_seconds, 3),
+            "judge_refused": bool(final.refused and getattr(timing, "judge", None) is not None),
             "facts_ok": it.answerable and not final.refused and facts_ok(final.text, it.answer_must),
             "english": answered_in_english(final.text) if it.lang == "en" and not final.refused else None,
             "answer": final.text,
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     en = [r for r in rows if r["english"] is not None]
     ttft = [r["ttft_s"] for r in rows]
     total = [r["total_s"] for r in rows]
+    judged = [r["judge_s"] for r in rows if r["judge_s"] is not None]
     summary = {
         "n": len(rows),
         "ttft_p50_s": round(pct(ttft, 0.5), 3),
@@ -124,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         "false_refusal_rate": round(statistics.mean(r["refused"] for r in ans), 3) if ans else None,
         "retried": sum(1 for r in rows if (r["attempts"] or 1) > 1),
         "fallbacks": sum(1 for r in rows if r["fallback"]),
+        # the answerability judge (LLM mode): its time per judged question, and its refusals
+        "judge_p50_s": round(pct(judged, 0.5), 3) if judged else None,
+        "judge_p95_s": round(pct(judged, 0.95), 3) if judged else None,
+        "judge_refusals": sum(1 for r in rows if r["judge_refused"]),
         "llm": assistant.llm_status(),
         "cpu_count": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in load_before],
@@ -136,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for key in ("n", "ttft_p50_s", "ttft_p95_s", "total_p50_s", "total_p95_s", "fact_accuracy",
                 "english_answer_share", "refusal_accuracy", "false_refusal_rate", "retried", "fallbacks",
-                "llm", "loadavg_before", "loadavg_after"):
+                "judge_p50_s", "judge_p95_s", "judge_refusals", "llm", "loadavg_before", "loadavg_after"):
         print(f"{key:22s} {summary[key]}")
     if translate:
         print(f"{'translate_query p50':22s} {translate['p50_s']} s (p95 {translate['p95_s']} s, n={translate['n']})")

@@ -148,6 +148,7 @@ class Timing:
     attempts: int = 0
     fallback: bool = False
     judge: float | None = None  # the judge's score (logit Yes - No), when it ran
+    judge_seconds: float | None = None  # how long the judgement took
 
 
 class _Shown:
@@ -261,8 +262,9 @@ class LLMAnswerer:
         try:
             judge = self.judge if sel.evidence else None
             if judge is not None:
+                t_judge = time.perf_counter()
                 verdict = judge.judge(question, [s for _, s in sel.evidence], english=lang == "en")
-                timing.judge = verdict.score
+                timing.judge, timing.judge_seconds = verdict.score, time.perf_counter() - t_judge
                 if not verdict.answers:
                     yield from out.emit(REFUSAL[lang])
                     final = self._make(question, hits, lang, REFUSAL[lang], refused=True)
