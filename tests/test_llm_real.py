@@ -160,6 +160,21 @@ def test_judge_reads_whether_the_sentence_states_the_asked_fact(settings, chunks
     assert asked_en.answers and absent_en.score < asked_en.score - 1.0, (asked_en, absent_en)
 
 
+def test_the_full_llm_answerer_refuses_what_its_evidence_does_not_state(settings, chunks):
+    """make_answerer's LLM answerer carries the judge: an on-topic question whose asked fact
+    the passage lacks is refused by it (its notice says so), one the passage answers is not."""
+    from rag.answering.extractive import ExtractiveAnswerer
+    from rag.answering.flow import make_answerer
+
+    answerer, _ = make_answerer(settings, ExtractiveAnswerer())
+    hits = hits_for(chunks, "上海推出", "國務院印發", "北京印發")
+    absent = answerer.answer("上海的实施方案由哪位副市长签发？", hits, "zh-Hans")
+    assert absent.refused and "judge score" in absent.notice, (absent.text, absent.notice)
+    asked = answerer.answer("上海计划推动多少家制造业企业实现智能化应用？", hits, "zh-Hans")
+    assert not asked.refused and "3000" in asked.text, asked.text
+    assert answerer.last_timing.judge is not None and answerer.last_timing.judge > 0
+
+
 def test_concurrent_questions_share_the_model_safely(answerer, chunks):
     results: dict[int, Answer] = {}
     errors: list[BaseException] = []
