@@ -11,7 +11,11 @@ question about another name of its set), as are the sets' own unanswerable quest
 
 The threshold per question language (English / Chinese) is fitted on positives only: the
 answerable questions whose evidence holds the expected facts. It is the score below which at
-most `--max-false-refusals` (0.5 %) of them fall, so the unanswerable rows only measure it.
+most `--max-false-refusals` (0.5 %) of them fall, less a margin for other machines: the same
+prompt scores a little differently on another llama.cpp build, and the 0.99 quantile of the
+differences between these rows and the same rows collected on another machine
+(evals/judge-rows-other-build.json) is kept under the positives. The unanswerable rows only
+measure the thresholds.
 Cross-validation holds out one corpus group at a time (threshold from the others). Rows are
 stored in evals/judge-rows.json; `--reuse` refits from them, `--check` fails when the fit
 differs from the stored file.
@@ -96,21 +100,42 @@ def positives(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["variant"] == "asked" and r["holds"] and r["score"] is not None]
 
 
-# How far below the positive that sets a threshold the threshold lies (logit units): that
-# question stays answered although scores are stored rounded and llama.cpp's numerics vary
-# a little with how much of the prompt its cache held.
-MARGIN = 0.01
+# The same prompt scores differently on another llama.cpp build: llama-cpp-python compiles
+# for the CPU it is installed on, and the quantised kernels round differently (measured:
+# the rows collected on two machines differ by `drift` below, up to a few tenths of a
+# logit). A threshold lies that far under the positive that sets it (the 0.99 quantile of
+# the paired differences), so a question answered on one build is not refused on another.
+DRIFT_QUANTILE = 0.99
+MIN_MARGIN = 0.01  # the scores are stored rounded to 1e-4
 
 
-def thresholds(rows: list[dict], max_fr: float) -> dict[str, float]:
-    """Per language: just below the k-th lowest positive score, k = floor(max_fr * n), so
-    that at most that share of the positives scores below it."""
+def drift(rows: list[dict], other: list[dict]) -> dict:
+    """How far the scores of the same rows, collected on two llama.cpp builds, lie apart;
+    `margin` is what the thresholds keep under the positives."""
+    def key(r):
+        return r["set"], r["id"], r["variant"]
+
+    theirs = {key(r): r["score"] for r in other if r["score"] is not None}
+    diffs = sorted(abs(r["score"] - theirs[key(r)]) for r in rows if r["score"] is not None and key(r) in theirs)
+    if not diffs:
+        return {"pairs": 0, "margin": MIN_MARGIN}
+
+    def q(p):
+        return round(diffs[min(len(diffs) - 1, math.ceil(p * len(diffs)) - 1)], 4)
+
+    return {"pairs": len(diffs), "median": q(0.5), "p95": q(0.95), "p99": q(DRIFT_QUANTILE),
+            "max": round(diffs[-1], 4), "margin": max(MIN_MARGIN, q(DRIFT_QUANTILE))}
+
+
+def thresholds(rows: list[dict], max_fr: float, margin: float = MIN_MARGIN) -> dict[str, float]:
+    """Per language: `margin` below the k-th lowest positive score, k = floor(max_fr * n), so
+    that at most that share of the positives scores below it, on this build or another."""
     out = {}
     for key in ("en", "zh"):
         scores = sorted(r["score"] for r in positives(rows) if lang_key(r) == key)
         if not scores:
             raise SystemExit(f"no answerable {key} questions passed the gate: nothing to fit on")
-        out[key] = scores[math.floor(max_fr * len(scores))] - MARGIN
+        out[key] = scores[math.floor(max_fr * len(scores))] - margin
     return out
 
 
@@ -133,17 +158,20 @@ def metrics(rows: list[dict], thr: dict[str, float]) -> dict:
     return out
 
 
-def fit(rows: list[dict], max_fr: float, model_label: str) -> dict:
+def fit(rows: list[dict], max_fr: float, model_label: str, other: list[dict] | None = None) -> dict:
     from rag.answering.judge import prompt_hash
+
+    spread = drift(rows, other or [])
+    margin = spread["margin"]
 
     groups = sorted({r["group"] for r in rows})
     cv = {}
     for g in groups:
-        thr = thresholds([r for r in rows if r["group"] != g], max_fr)
+        thr = thresholds([r for r in rows if r["group"] != g], max_fr, margin)
         test = [r for r in rows if r["group"] == g]
         for name in sorted({r["set"] for r in test}):
             cv[name] = {"threshold": thr, **metrics([r for r in test if r["set"] == name], thr)}
-    thr = thresholds(rows, max_fr)
+    thr = thresholds(rows, max_fr, margin)
     return {
         "about": "Answerability judge thresholds (rag/answering/judge.py), fitted by scripts/fit_judge.py; "
                  "do not edit by hand.",
@@ -151,23 +179,30 @@ def fit(rows: list[dict], max_fr: float, model_label: str) -> dict:
         "model": model_label,
         "threshold": {k: round(v, 4) for k, v in thr.items()},
         "fit": {"max_false_refusals": max_fr, "sets": sorted({r["set"] for r in rows}),
-                "positives": {k: sum(lang_key(r) == k for r in positives(rows)) for k in ("en", "zh")}},
+                "positives": {k: sum(lang_key(r) == k for r in positives(rows)) for k in ("en", "zh")},
+                "drift_between_builds": spread},
         "cross_validation": {"folds": "one per corpus group: " + ", ".join(groups), "by_set": cv},
         "in_sample": metrics(rows, thr),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fit_gate import fit_parser, fit_rows, write_or_check
+    from fit_gate import fit_parser, fit_rows, load_rows, write_or_check
 
     from rag.llm import MODEL_LABEL
 
     p = fit_parser(__doc__.split("\n")[0], "judge.json", "judge-rows.json")
     # the gate already spends 2 % of false refusals: the judge may add half a percent
     p.add_argument("--max-false-refusals", type=float, default=0.005)
+    p.add_argument("--other-build-rows", default=str(ROOT / "evals" / "judge-rows-other-build.json"),
+                   help="the same rows collected on another machine's llama.cpp build: how far the "
+                        "scores drift between builds sets the thresholds' margin")
     args = p.parse_args(argv)
     rows = fit_rows(args, collect)
-    model = fit(rows, args.max_false_refusals, MODEL_LABEL)
+    other_file = Path(args.other_build_rows)
+    other = load_rows(other_file) if other_file.is_file() else []
+    model = fit(rows, args.max_false_refusals, MODEL_LABEL, other)
+    print("drift between builds", model["fit"]["drift_between_builds"])
     for name, m in model["cross_validation"]["by_set"].items():
         print(f"{name:14s} {m}")
     print("in sample", model["in_sample"], "threshold", model["threshold"])

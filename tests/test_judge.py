@@ -135,3 +135,23 @@ def test_loading_refuses_a_file_fitted_for_another_prompt(tmp_path):
         assert "fit_judge.py" in str(exc)
     else:
         raise AssertionError("a file fitted for another prompt was loaded")
+
+
+def test_thresholds_keep_the_drift_between_builds_under_the_positives():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import fit_judge
+
+    def row(i, score, variant="asked", holds=True):
+        return {"set": "s", "group": "g", "id": f"q{i}", "variant": variant, "lang": "zh-Hans",
+                "answerable": True, "gate_passed": True, "holds": holds, "score": score}
+
+    rows = [row(i, 1.0 + i) for i in range(201)] + [dict(row("e", 1.0), lang="en")]
+    # the same rows on another build: most within 0.05, one off by 0.4, one not scored there
+    other = [row(i, 1.0 + i + (0.4 if i == 7 else 0.05)) for i in range(200)]
+    spread = fit_judge.drift(rows, other)
+    assert spread["pairs"] == 200 and spread["median"] == 0.05 and spread["max"] == 0.4
+    assert spread["margin"] == spread["p99"] == 0.05  # 199 of 200 pairs within it, one beyond
+    thr = fit_judge.thresholds(rows, 0.0, spread["margin"])
+    assert abs(thr["zh"] - (1.0 - 0.05)) < 1e-9  # the lowest positive, less the margin
+    # no other build to compare with: the least margin
+    assert fit_judge.drift(rows, [])["margin"] == fit_judge.MIN_MARGIN
