@@ -12,9 +12,9 @@ question about another name of its set), as are the sets' own unanswerable quest
 The threshold per question language (English / Chinese) is fitted on positives only: the
 answerable questions whose evidence holds the expected facts. It is the score below which at
 most `--max-false-refusals` (0.5 %) of them fall, less a margin for other machines: the same
-prompt scores a little differently on another llama.cpp build, and the 0.99 quantile of the
-differences between these rows and the same rows collected on another machine
-(evals/judge-rows-other-build.json) is kept under the positives. The unanswerable rows only
+prompt scores a little differently on another llama.cpp build, so the margin is the least
+with which thresholds fitted on these rows or on the same rows collected on another machine
+(evals/judge-rows-other-build.json) keep the budget on the other machine's positives. The unanswerable rows only
 measure the thresholds.
 Cross-validation holds out one corpus group at a time (threshold from the others). Rows are
 stored in evals/judge-rows.json; `--reuse` refits from them, `--check` fails when the fit
@@ -101,30 +101,51 @@ def positives(rows: list[dict]) -> list[dict]:
 
 
 # The same prompt scores differently on another llama.cpp build: llama-cpp-python compiles
-# for the CPU it is installed on, and the quantised kernels round differently (measured:
-# the rows collected on two machines differ by `drift` below, up to a few tenths of a
-# logit). A threshold lies that far under the positive that sets it (the 0.99 quantile of
-# the paired differences), so a question answered on one build is not refused on another.
+# for the CPU it is installed on, and the quantised kernels round differently (measured by
+# `drift` on the rows collected on two machines: tenths of a logit). The thresholds lie a
+# margin under the positive that sets them: the least (in hundredths) with which thresholds
+# fitted on either machine's rows refuse at most `max_fr` of the other machine's positives,
+# so the false-refusal budget holds on a build the fit never saw. At most the 0.99 quantile
+# of the paired differences (each positive stays answered on another build, 99 times in 100).
 DRIFT_QUANTILE = 0.99
 MIN_MARGIN = 0.01  # the scores are stored rounded to 1e-4
 
 
 def drift(rows: list[dict], other: list[dict]) -> dict:
-    """How far the scores of the same rows, collected on two llama.cpp builds, lie apart;
-    `margin` is what the thresholds keep under the positives."""
+    """How far the scores of the same rows, collected on two llama.cpp builds, lie apart."""
     def key(r):
         return r["set"], r["id"], r["variant"]
 
     theirs = {key(r): r["score"] for r in other if r["score"] is not None}
     diffs = sorted(abs(r["score"] - theirs[key(r)]) for r in rows if r["score"] is not None and key(r) in theirs)
     if not diffs:
-        return {"pairs": 0, "margin": MIN_MARGIN}
+        return {"pairs": 0}
 
     def q(p):
         return round(diffs[min(len(diffs) - 1, math.ceil(p * len(diffs)) - 1)], 4)
 
     return {"pairs": len(diffs), "median": q(0.5), "p95": q(0.95), "p99": q(DRIFT_QUANTILE),
-            "max": round(diffs[-1], 4), "margin": max(MIN_MARGIN, q(DRIFT_QUANTILE))}
+            "max": round(diffs[-1], 4)}
+
+
+def transfer_false_refusals(fit_on: list[dict], judged: list[dict], max_fr: float, margin: float) -> float:
+    """The share of `judged`'s positives refused by thresholds fitted on `fit_on`."""
+    thr = thresholds(fit_on, max_fr, margin)
+    pos = positives(judged)
+    return sum(r["score"] < thr[lang_key(r)] for r in pos) / len(pos) if pos else 0.0
+
+
+def margin_for(rows: list[dict], other: list[dict], max_fr: float) -> dict:
+    """The thresholds' margin under the positives, from the rows of two builds (see above)."""
+    spread = drift(rows, other)
+    if not spread["pairs"]:
+        return {**spread, "margin": MIN_MARGIN}
+    cap = max(MIN_MARGIN, spread["p99"])
+    margin = MIN_MARGIN
+    while margin < cap and not all(transfer_false_refusals(a, b, max_fr, margin) <= max_fr
+                                   for a, b in ((rows, other), (other, rows))):
+        margin = round(margin + 0.01, 2)
+    return {**spread, "margin": min(margin, cap)}
 
 
 def thresholds(rows: list[dict], max_fr: float, margin: float = MIN_MARGIN) -> dict[str, float]:
@@ -161,7 +182,7 @@ def metrics(rows: list[dict], thr: dict[str, float]) -> dict:
 def fit(rows: list[dict], max_fr: float, model_label: str, other: list[dict] | None = None) -> dict:
     from rag.answering.judge import prompt_hash
 
-    spread = drift(rows, other or [])
+    spread = margin_for(rows, other or [], max_fr)
     margin = spread["margin"]
 
     groups = sorted({r["group"] for r in rows})

@@ -141,17 +141,25 @@ def test_thresholds_keep_the_drift_between_builds_under_the_positives():
     sys.path.insert(0, str(ROOT / "scripts"))
     import fit_judge
 
-    def row(i, score, variant="asked", holds=True):
-        return {"set": "s", "group": "g", "id": f"q{i}", "variant": variant, "lang": "zh-Hans",
-                "answerable": True, "gate_passed": True, "holds": holds, "score": score}
+    def row(i, score):
+        return {"set": "s", "group": "g", "id": f"q{i}", "variant": "asked", "lang": "zh-Hans",
+                "answerable": True, "gate_passed": True, "holds": True, "score": score}
 
     rows = [row(i, 1.0 + i) for i in range(201)] + [dict(row("e", 1.0), lang="en")]
-    # the same rows on another build: most within 0.05, one off by 0.4, one not scored there
-    other = [row(i, 1.0 + i + (0.4 if i == 7 else 0.05)) for i in range(200)]
+    # the same rows on another build: most 0.05 higher, the lowest positive 0.03 lower, one
+    # 0.4 off, one not scored there
+    other = [row(i, 1.0 + i + {0: -0.03, 7: 0.4}.get(i, 0.05)) for i in range(200)] + [rows[-1]]
     spread = fit_judge.drift(rows, other)
-    assert spread["pairs"] == 200 and spread["median"] == 0.05 and spread["max"] == 0.4
-    assert spread["margin"] == spread["p99"] == 0.05  # 199 of 200 pairs within it, one beyond
-    thr = fit_judge.thresholds(rows, 0.0, spread["margin"])
-    assert abs(thr["zh"] - (1.0 - 0.05)) < 1e-9  # the lowest positive, less the margin
-    # no other build to compare with: the least margin
-    assert fit_judge.drift(rows, [])["margin"] == fit_judge.MIN_MARGIN
+    assert spread["pairs"] == 201 and spread["median"] == 0.05 and spread["max"] == 0.4
+    assert spread["p99"] == 0.05  # 200 of 201 pairs within it
+    # the least margin with which a fit on either build refuses no positive of the other
+    m = fit_judge.margin_for(rows, other, 0.0)
+    assert m["margin"] == 0.03
+    assert fit_judge.transfer_false_refusals(rows, other, 0.0, 0.02) > 0
+    assert fit_judge.transfer_false_refusals(rows, other, 0.0, 0.03) == 0
+    thr = fit_judge.thresholds(rows, 0.0, m["margin"])
+    assert abs(thr["zh"] - (1.0 - 0.03)) < 1e-9  # the lowest positive, less the margin
+    # never beyond the p99 of the drift, and the least margin with no other build to compare
+    far = [row(i, 1.0 + i + (-1.0 if i == 0 else 0.05)) for i in range(200)] + [rows[-1]]
+    assert fit_judge.margin_for(rows, far, 0.0)["margin"] == 0.05
+    assert fit_judge.margin_for(rows, [], 0.0)["margin"] == fit_judge.MIN_MARGIN
