@@ -283,12 +283,17 @@ def build_translator(settings: Settings) -> LLM | None:
         return build_llm(settings)
     if backend != "llama-cpp" or not is_prepared(settings) or importlib.util.find_spec("llama_cpp") is None:
         return None
-    key = ("translator", str(settings.gguf_path), settings.translator_threads)
+    return _side_context(settings, "translator", TRANSLATOR_CONTEXT, 48, settings.translator_threads)
+
+
+def _side_context(settings: Settings, name: str, context_window: int, max_tokens: int, threads: int) -> LLM:
+    """A llama.cpp context of its own (the translator's, the judge's) on the answering
+    model's memory-mapped weights, built once per process."""
+    key = (name, str(settings.gguf_path), threads)
     with _LLM_CACHE_LOCK:
         llm = _LLM_CACHE.get(key)
         if llm is None:
-            llm = _make_llama_cpp(settings, context_window=TRANSLATOR_CONTEXT, max_tokens=48,
-                                  threads=settings.translator_threads)
+            llm = _make_llama_cpp(settings, context_window=context_window, max_tokens=max_tokens, threads=threads)
             _LLM_CACHE[key] = llm
     return llm
 
@@ -307,13 +312,7 @@ def build_judge(settings: Settings) -> LLM | None:
     if _resolved_backend(settings) != "llama-cpp" or not is_prepared(settings) \
             or importlib.util.find_spec("llama_cpp") is None:
         return None
-    key = ("judge", str(settings.gguf_path), settings.llm_threads)
-    with _LLM_CACHE_LOCK:
-        llm = _LLM_CACHE.get(key)
-        if llm is None:
-            llm = _make_llama_cpp(settings, context_window=JUDGE_CONTEXT, max_tokens=1)
-            _LLM_CACHE[key] = llm
-    return llm
+    return _side_context(settings, "judge", JUDGE_CONTEXT, 1, settings.llm_threads)
 
 
 def _make_llama_cpp(settings: Settings, *, context_window: int | None = None,

@@ -174,6 +174,27 @@ class _Shown:
         return answer
 
 
+class _OnFirstUse:
+    """A value built by `factory` once, on first use, under a lock (the translator's and the
+    judge's llama.cpp contexts: loading one costs seconds and memory, so only when needed).
+    A factory that raises leaves the value None and `error` saying why."""
+
+    def __init__(self, value: Any = None, factory: Callable[[], Any] | None = None):
+        self._value, self._factory = value, factory
+        self._lock = threading.Lock()
+        self.error = ""
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._value is None and self._factory is not None:
+                factory, self._factory = self._factory, None
+                try:
+                    self._value = factory()
+                except Exception as exc:  # the caller goes on without it
+                    self.error = f"{type(exc).__name__}: {exc}"
+            return self._value
+
+
 class LLMAnswerer:
     """Answers with an LLM, checked; falls back to `extractive` (same protocol), whose gate
     (`support`) and span picker (`pick_spans`) decide what the model is given."""
@@ -190,39 +211,25 @@ class LLMAnswerer:
         self.max_tokens = max_tokens
         self.max_passages = max_passages
         self.last_timing = Timing()
-        self._translator = translator
-        self._translator_factory = translator_factory
-        self._translator_lock = threading.Lock()
-        self._judge = judge
-        self._judge_factory = judge_factory
-        self._judge_lock = threading.Lock()
-        self.judge_notice = ""  # why the judge is off, when its factory failed
+        self._translator = _OnFirstUse(translator, translator_factory)
+        self._judge = _OnFirstUse(judge, judge_factory)
 
     def translate(self, question: str) -> str | None:
         """The question in simplified Chinese for retrieval (`translate_query`), on the
         translator context (built on first use), or None."""
-        with self._translator_lock:
-            if self._translator is None and self._translator_factory is not None:
-                factory, self._translator_factory = self._translator_factory, None
-                try:
-                    self._translator = factory()
-                except Exception:  # no translator: retrieval goes on without it
-                    self._translator = None
-            translator = self._translator
+        translator = self._translator.get()  # no translator: retrieval goes on without it
         return translate_query(question, translator)
 
     @property
     def judge(self) -> AnswerJudge | None:
         """The answerability judge (built on first use on its own context), or None: no
         judge for this backend, or its fitted file does not fit (`judge_notice` says why)."""
-        with self._judge_lock:
-            if self._judge is None and self._judge_factory is not None:
-                factory, self._judge_factory = self._judge_factory, None
-                try:
-                    self._judge = factory()
-                except Exception as exc:  # answers go on, judged by the gate alone
-                    self.judge_notice = f"answerability judge off: {type(exc).__name__}: {exc}"
-            return self._judge
+        return self._judge.get()  # a factory that fails: answers go on, judged by the gate alone
+
+    @property
+    def judge_notice(self) -> str:
+        """Why the judge is off, when its factory failed; else empty."""
+        return f"answerability judge off: {self._judge.error}" if self._judge.error else ""
 
     # -- public protocol
 
