@@ -59,6 +59,17 @@ def test_check_rejects(reply, reason):
     assert c.reason == reason
 
 
+def test_with_one_passage_given_any_citation_is_that_passage():
+    # the worked examples cite [2]; with one passage the model can only mean [1]
+    one = article_hits()[:1]
+    c = check_answer("Shanghai released a plan for 3,000 manufacturers [2].", one, Q_EN, "en")
+    assert c.ok and c.cited == [1] and c.text.endswith("[1].")
+    c = check_answer("Shanghai released a plan for 3,000 manufacturers [2].", article_hits()[:2], Q_EN, "en")
+    assert c.cited == [2]  # two given: [2] is read as written (and it does not hold the fact)
+    c = check_answer("Shanghai released a plan for 3,000 manufacturers [7].", article_hits()[:2], Q_EN, "en")
+    assert not c.ok and c.reason == "bad_citation"
+
+
 def test_check_rejects_answer_unsupported_by_the_cited_passage():
     # Chinese answer whose words are nowhere in passage [3] (Wenzhou), though [1] has them
     c = check_answer("上海推出了实施方案[3]。", article_hits(), "上海8月发布了什么？", "zh-Hans")
@@ -336,6 +347,7 @@ def test_english_amounts_must_match_the_passages_magnitude():
 
     assert amounts("worth $154 billion, 43.6 billion and 1.2 trillion") == {154 * 10**9, 436 * 10**8, 12 * 10**11}
     assert amounts("1540亿美元，突破百亿元，三千万") == {1540 * 10**8, 100 * 10**8, 3000 * 10**4}
+    assert amounts("千万不要，三万二千五百人") == set()
     shanghai = "In August, Shanghai launched a plan for 3,000 manufacturers [1]."
     assert check_answer(shanghai, article_hits(), Q_EN, "en").ok
     c = check_answer("Shanghai's AI fund is worth 3000 billion yuan [1].", article_hits(), Q_EN, "en")
@@ -350,6 +362,10 @@ def test_english_passages_carry_names_and_magnitudes_in_english():
 
     assert english_magnitudes("达到1540亿美元，436亿美元，40.5万亿元，3万台") == (
         "达到 154 billion 美元， 43.6 billion 美元， 40.5 trillion 元， 30,000 台")
+    # written with Chinese numerals too (the model read 百亿 as "100 billion"), but not the
+    # adverb 千万 ("by all means") nor the head of a longer numeral
+    assert english_magnitudes("收入突破百亿元，两亿人") == "收入突破 10 billion 元， 200 million 人"
+    assert english_magnitudes("千万不要忘记三万二千五百人") == "千万不要忘记三万二千五百人"
     assert english_names("广西壮族自治区党委书记陈刚表示") == "广西壮族自治区党委书记 Chen Gang 表示"
     assert english_names("高水平建设智能化工厂") == "高水平建设智能化工厂"  # jieba says nr; common words
     assert passage_for("en", "黨委書記陳剛") == "党委书记 Chen Gang "

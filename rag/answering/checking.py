@@ -210,6 +210,10 @@ def check_answer(text: str, hits: Sequence[Hit], question: str, lang: str,
     if shown is not None:
         passages = [f"{s} {p}" for s, p in zip(shown, passages)]
     k = len(hits)
+    if k == 1:
+        # One passage given: whatever number the model wrote, it can only cite that one (the
+        # worked examples cite [2], and the model copies the number with the form)
+        norm = re.sub(r"\[\d+\]", "[1]", norm)
     cited = cited_numbers(norm)
     if any(n < 1 or n > k for n in cited):
         return Check(False, "bad_citation", text=norm, cited=cited)
@@ -287,14 +291,25 @@ def amounts(text: str) -> set[int]:
     text = unicodedata.normalize("NFKC", text)
     for m in MAGNITUDE_RE.finditer(text):
         out.add(round(float(m.group(1)) * MAGNITUDE[m.group(2)]))
-    for m in _CN_MAGNITUDE_RE.finditer(text):
-        value = _cn_int(m.group(1))
+    for m in CN_MAGNITUDE_RE.finditer(text):
+        value = cn_amount(m)
         if value:
-            out.add(value * MAGNITUDE[m.group(2)])
+            out.add(value)
     return out
 
 
-_CN_MAGNITUDE_RE = re.compile(r"(?<![\d.])([一二两三四五六七八九十百千]+)(万亿|萬億|亿|億|万|萬)")
+# "百亿", "三千万": a magnitude written with Chinese numerals (not the head of a longer
+# numeral: 三万二千五百 is not 三万)
+CN_MAGNITUDE_RE = re.compile(
+    r"(?<![\d.])([一二两三四五六七八九十百千]+)(万亿|萬億|亿|億|万|萬)(?![一二两三四五六七八九十百千零〇])")
+
+
+def cn_amount(m: re.Match[str]) -> int:
+    """The amount of a CN_MAGNITUDE_RE match in units ("百亿" -> 10**10), or 0 for 千万 (also
+    the adverb "by all means", 千万不要) and numerals it cannot read."""
+    if m.group(1) == "千" and m.group(2) in ("万", "萬"):
+        return 0
+    return _cn_int(m.group(1)) * MAGNITUDE[m.group(2)]
 _CN_DIGIT = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_UNIT = {"十": 10, "百": 100, "千": 1000}
 

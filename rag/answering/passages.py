@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rag.answering.checking import MAGNITUDE, MAGNITUDE_RE
+from rag.answering.checking import CN_MAGNITUDE_RE, MAGNITUDE, MAGNITUDE_RE, cn_amount
 from rag.answering.prompts import (
     EXAMPLE_PASSAGES,
     EXAMPLES,
@@ -73,15 +73,20 @@ def _english_amount(value: float) -> str:
 
 
 def english_magnitudes(text: str) -> str:
-    """"1540亿美元" -> "154 billion美元". The small model renders 亿 as "billion" digit for
-    digit (1540 billion), and given both forms it mixed them ("$436 billion (43.6 billion)"),
-    so the English form replaces the Chinese one. Done by hand: no library says 亿 in English."""
+    """"1540亿美元" -> "154 billion美元", "百亿元" -> "10 billion元". The small model renders
+    亿 as "billion" digit for digit (1540 billion, 百亿 as "100 billion"), and given both forms
+    it mixed them ("$436 billion (43.6 billion)"), so the English form replaces the Chinese
+    one. Done by hand: no library says 亿 in English."""
 
     def repl(m: re.Match[str]) -> str:
         value = float(m.group(1)) * MAGNITUDE[m.group(2)]
         return f" {_english_amount(value)} "
 
-    return MAGNITUDE_RE.sub(repl, text)
+    def repl_cn(m: re.Match[str]) -> str:
+        value = cn_amount(m)
+        return f" {_english_amount(value)} " if value else m.group(0)
+
+    return CN_MAGNITUDE_RE.sub(repl_cn, MAGNITUDE_RE.sub(repl, text))
 
 
 def _name_pieces(text: str) -> list[tuple[str, list[str] | None]]:
