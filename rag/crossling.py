@@ -116,24 +116,31 @@ def _lemma_candidates(w: str) -> list[str]:
     if n > 5 and w.endswith("ly"):
         out.append(w[:-2])
     # British -> American spelling used by CEDICT
-    if "our" in w:
-        out.append(w.replace("our", "or"))
-    if w.endswith("ise") or w.endswith("ised") or w.endswith("ising"):
-        out.append(re.sub(r"is(e|ed|ing)$", r"iz\1", w))
+    us = _american_word(w)
+    if us != w:
+        out.append(us)
     return out
+
+
+# British spellings CC-CEDICT does not use: "-ise" (specialise, organised) and "-our" after
+# three letters or more, at the end or before a suffix (labour, colourful, neighbourhood,
+# favourite); four, hour, your, tour, flour, source, journal are not British forms. Used only
+# when the word as written is not in the dictionary, so a stray hit (detour) costs nothing.
+_BRITISH_ISE = re.compile(r"(?<=..)is(e|es|ed|ing)$")
+_BRITISH_OUR = re.compile(
+    r"(?<=[a-z]{3})our(?=(?:s|ed|ing|al|ally|ite|ites|ful|hood|hoods|able|ably|er|ers|ist|ists|less)?$)")
+
+
+def _american_word(w: str) -> str:
+    """One lower-cased word in CC-CEDICT's American spelling ("specialise" -> "specialize",
+    "labour" -> "labor"), or the word itself."""
+    return _BRITISH_OUR.sub("or", _BRITISH_ISE.sub(r"iz\1", w))
 
 
 def _american(phrase: str) -> str:
     """A phrase in CC-CEDICT's American spelling ("specialise in" -> "specialize in",
-    "labour force" -> "labor force"), as `_lemma_candidates` does for one word. "-our" only
-    in words of six letters or more: four, hour, your, tour, flour are not British forms."""
-    words = []
-    for w in phrase.split(" "):
-        w = re.sub(r"(?<=..)is(e|es|ed|ing)$", r"iz\1", w)
-        if len(w) >= 6:
-            w = re.sub(r"our(s|ed|ing)?$", r"or\1", w)
-        words.append(w)
-    return " ".join(words)
+    "labour force" -> "labor force"), word by word as `_lemma_candidates` reads one word."""
+    return " ".join(_american_word(w) for w in phrase.split(" "))
 
 
 # --------------------------------------------------------------------------

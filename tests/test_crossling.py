@@ -271,6 +271,18 @@ def test_british_spelling_of_a_phrase_finds_the_dictionarys_sense(british, term)
     assert any(term in g for g, _ in groups), groups
 
 
+def test_one_british_spelling_rule_for_words_and_phrases():
+    from rag.crossling import _american, _lemma_candidates
+
+    for british, american in [("labour", "labor"), ("colourful", "colorful"), ("neighbourhood", "neighborhood"),
+                              ("favourite", "favorite"), ("specialised", "specialized"), ("organises", "organizes")]:
+        assert _american(british) == american and american in _lemma_candidates(british)
+    for word in ("four", "hour", "your", "tour", "flour", "source", "journal", "rise", "honest"):
+        assert _american(word) == word  # not British forms
+        assert all("or" not in c or "or" in word for c in _lemma_candidates(word))
+    assert _american("labour force") == "labor force"
+
+
 def test_western_name_matches_its_transliteration_by_sound():
     # Chinese writes a Western name by sound (Spalletti = 斯帕莱蒂, also 史巴列堤): no
     # dictionary has it, the documents' runs are compared with the name's sound classes
