@@ -357,6 +357,17 @@ def test_english_amounts_must_match_the_passages_magnitude():
     assert not check_answer("The market will reach 1540 billion dollars by 2030 [1].", market, "How big?", "en").ok
 
 
+def test_numbers_written_in_chinese_numerals_support_digits():
+    works = [hit("远藤实一生共谱写五千余首作品，其中大部分是演歌。", 1)]
+    q = "How many works did Minoru Endo write?"
+    assert check_answer("Endo wrote more than 5,000 works in his life [1].", works, q, "en").ok
+    c = check_answer("Endo wrote more than 6,000 works in his life [1].", works, q, "en")
+    assert not c.ok and c.reason == "unsupported_number"
+    # 一 inside words (一生) does not allow 1, 10 or 100
+    c = check_answer("Endo wrote 100 works in his life [1].", works, q, "en")
+    assert not c.ok and c.reason == "unsupported_number"
+
+
 def test_english_passages_carry_names_and_magnitudes_in_english():
     from rag.answering.passages import english_magnitudes, english_names, passage_for
 
