@@ -28,6 +28,9 @@ ROWS = ROOT / "evals" / "gate-rows.json"
         ("誰是這場戰役的最大贏家？", "person"),
         ("Who starred in the series?", "person"),
         ("这部小说讲述了什么故事？", None),
+        ("会议在哪举行？", "place"),
+        ("这些项目主要集中在哪五大领域？", None),  # 哪 before a numeral: "which", not "where"
+        ("总部设在哪个城市？", "place"),
     ],
 )
 def test_expected_kind_from_question_words(question, kind):
