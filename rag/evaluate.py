@@ -8,13 +8,11 @@ from __future__ import annotations
 import json
 import re
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cn2an
-
 from rag.lang import detect_lang, to_simplified
+from rag.text import numerals_to_digits
 from rag.types import UserError
 
 _PUNCT_RE = re.compile(r"[\s\W_]+", re.UNICODE)
@@ -83,12 +81,9 @@ def _holds_number(a: str, alt: str) -> bool:
     numerals in digits. 1 is left out: 一 is a part of too many words (统一, 一些)."""
     if not _WHOLE_NUMBER_RE.fullmatch(alt) or alt.replace(",", "") == "1":
         return False
-    with warnings.catch_warnings():  # cn2an warns on a lone unit (万) it cannot read
-        warnings.simplefilter("ignore")
-        try:
-            digits = cn2an.transform(a, "cn2an")
-        except (ValueError, KeyError):
-            return False
+    digits = numerals_to_digits(a)
+    if digits is None:
+        return False
     n = alt.replace(",", "")
     return re.search(rf"(?<![\d.]){n}(?![\d.])", digits) is not None
 

@@ -28,6 +28,21 @@ def cjk_count(text: str) -> int:
     return len(CJK_RE.findall(text))
 
 
+def numerals_to_digits(text: str) -> str | None:
+    """The text with its Chinese numerals written in digits (五千余首 -> 5000余首), by cn2an;
+    None when cn2an cannot read it. One wrapper for the answer check and `rag eval`."""
+    import warnings
+
+    import cn2an
+
+    with warnings.catch_warnings():  # cn2an warns on a lone unit (万) it cannot read
+        warnings.simplefilter("ignore")
+        try:
+            return cn2an.transform(text, "cn2an")
+        except (ValueError, KeyError):
+            return None
+
+
 def _word_list(name: str) -> frozenset[str]:
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return frozenset(w.strip() for w in lines if w.strip() and not w.startswith("#"))

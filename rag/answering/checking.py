@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from rag.answering.prompts import NO_ANSWER, REFUSAL, REFUSAL_PHRASES, SYSTEM, TRANSLATE_SYSTEM
 from rag.guard import leaks_prompt
 from rag.lang import known_lang, to_script
-from rag.text import cjk_count, is_cjk, stopwords
+from rag.text import cjk_count, is_cjk, numerals_to_digits, stopwords
 from rag.types import Citation, Hit
 
 _CITE_RE = re.compile(
@@ -106,16 +106,9 @@ def numeral_numbers(text: str) -> set[str]:
     """Numbers written in Chinese numerals (五千余首 -> "5", 三万二千五百 -> "325"), in the
     canonical form of `numbers()`, read by cn2an. Not 1: 一 is part of too many words (一些,
     统一, 唯一), and "1" would let 10, 100 and 1000 through."""
-    import warnings
-
-    import cn2an
-
-    with warnings.catch_warnings():  # cn2an warns on a lone unit (万) it cannot read
-        warnings.simplefilter("ignore")
-        try:
-            digits = cn2an.transform(unicodedata.normalize("NFKC", text), "cn2an")
-        except (ValueError, KeyError):
-            return set()
+    digits = numerals_to_digits(unicodedata.normalize("NFKC", text))
+    if digits is None:
+        return set()
     return (numbers(digits) - numbers(text)) - {"1"}
 
 

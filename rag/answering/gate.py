@@ -71,13 +71,11 @@ def expected_kind(question: str) -> str | None:
                 return kind
         return None
     q = to_simplified(question)
-    which = question_words()["which_before"]["zh"]
+    which = frozenset(question_words()["which_before"]["zh"])
     for cue, kind in _cues("zh"):
-        at = [i for i in range(len(q)) if q.startswith(cue, i)]
-        if cue.endswith("哪"):
-            # 哪 before a numeral or a classifier is the determiner "which" (在哪五大领域)
-            at = [i for i in at if q[i + len(cue):i + len(cue) + 1] not in tuple(which)]
-        if at:
+        # 哪 before a numeral or a classifier is the determiner "which" (在哪五大领域)
+        if any(not cue.endswith("哪") or q[m.end():m.end() + 1] not in which
+               for m in re.finditer(re.escape(cue), q)):
             return kind
     return None
 
