@@ -283,7 +283,43 @@ def build_translator(settings: Settings) -> LLM | None:
         return build_llm(settings)
     if backend != "llama-cpp" or not is_prepared(settings) or importlib.util.find_spec("llama_cpp") is None:
         return None
-    return _side_context(settings, "translator", TRANSLATOR_CONTEXT, 48, settings.translator_threads)
+    if settings.translator_threads > 0:
+        return _side_context(settings, "translator", TRANSLATOR_CONTEXT, 48, settings.translator_threads)
+    most = max(1, settings.llm_threads)
+    llm = _side_context(settings, "translator", TRANSLATOR_CONTEXT, 48, most)
+    llm.set_threads_per_call(lambda: free_cores(most))
+    return llm
+
+
+def runnable_threads(loadavg: str = "/proc/loadavg") -> int:
+    """The kernel's count of runnable threads, the reader included (/proc/loadavg's fourth
+    field): unlike the load average it is not a minute late. No library exposes this count
+    (psutil gives the averages only), hence read by hand."""
+    with open(loadavg, encoding="ascii") as f:
+        return int(f.read().split()[3].split("/")[0])
+
+
+def free_cores(most: int, read: Callable[[], int] = runnable_threads, cores: int | None = None,
+               samples: int = 8, interval: float = 0.002) -> int:
+    """How many threads a short llama.cpp call should run now: `most` when no other thread on
+    the machine is running, else as many cores as the others leave free, at least one; 1 where
+    the count cannot be read. The fewest others over `samples` readings `interval` apart
+    (about 15 ms at most; the first idle reading ends it): llama.cpp's workers keep spinning
+    ~8 ms after a call ends, and a process that forks and exits is not a load."""
+    try:
+        if cores is None:
+            cores = len(os.sched_getaffinity(0))
+        others = None
+        for i in range(max(1, samples)):
+            if i:
+                time.sleep(interval)
+            now = max(0, read() - 1)
+            others = now if others is None else min(others, now)
+            if others == 0:
+                break
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 1
+    return max(1, min(most, cores - others))
 
 
 def _side_context(settings: Settings, name: str, context_window: int, max_tokens: int, threads: int) -> LLM:
@@ -327,6 +363,22 @@ def _make_llama_cpp(settings: Settings, *, context_window: int | None = None,
         (the stock class mutates shared generate_kwargs and ignores call kwargs)."""
 
         _lock: Any = PrivateAttr(default_factory=threading.Lock)
+        _threads_now: Any = PrivateAttr(default=None)  # () -> threads for the next call, or None
+        _threads_set: int = PrivateAttr(default=0)
+
+        def set_threads_per_call(self, threads_now: Callable[[], int]) -> None:
+            self._threads_now = threads_now
+
+        def _pick_threads(self) -> None:
+            """Under the lock, before a call: the context's thread count for it."""
+            if self._threads_now is None:
+                return
+            n = self._threads_now()
+            if n != self._threads_set:
+                import llama_cpp
+
+                llama_cpp.llama_set_n_threads(self._model._ctx.ctx, n, n)
+                self._threads_set = n
 
         @classmethod
         def class_name(cls) -> str:
@@ -342,6 +394,7 @@ def _make_llama_cpp(settings: Settings, *, context_window: int | None = None,
             if not formatted:
                 prompt = self.completion_to_prompt(prompt)
             with self._lock:
+                self._pick_threads()
                 response = self._model(prompt=prompt, **self._kwargs(False, kwargs))
             return CompletionResponse(text=response["choices"][0]["text"], raw=response)
 
@@ -354,6 +407,7 @@ def _make_llama_cpp(settings: Settings, *, context_window: int | None = None,
             def gen():
                 text = ""
                 with self._lock:  # held until the stream ends or is closed
+                    self._pick_threads()
                     for response in self._model(prompt=prompt, **call_kwargs):
                         delta = response["choices"][0]["text"]
                         text += delta

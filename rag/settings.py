@@ -72,10 +72,14 @@ class Settings(BaseSettings):
     # English questions in LLM mode also search with the LLM's Chinese translation of the
     # question, fused with the English search (bench/query_translation.py); "off" skips it
     query_translation: Literal["auto", "off"] = "auto"
-    # llama.cpp threads of the translation context: one thread degrades gracefully when the
-    # cores are busy; two threads spin on each other (bench/query_translation.py: 3-5x slower
-    # under a load average of 6 on 2 cores)
-    translator_threads: int = 1
+    # llama.cpp threads of the translation context. 0 = chosen per translation by
+    # `rag.llm.free_cores`: `llm_threads` when no other thread is running, else the cores the
+    # others leave, at least one. Generating token by token, two threads on busy cores spin on
+    # each other; on idle cores they halve the time (python -m bench.translator_threads,
+    # 2026-12-02, p50 s for 1 thread / 2 threads / chosen: idle 2.05 / 1.20 / 1.13, two busy
+    # processes 3.01 / 6.41 / 2.82, another answer streaming 2.86 / 7.77 / 2.57).
+    # A positive number fixes it.
+    translator_threads: int = 0
 
     # answering
     llm: Literal["auto", "extractive", "llama-cpp", "openai"] = "auto"

@@ -130,3 +130,43 @@ def test_chatml_format():
 
     prompt = chatml([ChatMessage(role="system", content="S"), ChatMessage(role="user", content="U")])
     assert prompt == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.mark.parametrize("runnable, cores, most, expected", [
+    (1, 2, 2, 2),   # only the reader runs: every core is free
+    (2, 2, 2, 1),   # one other thread busy: the core it leaves
+    (6, 2, 2, 1),   # overloaded: never fewer than one
+    (1, 8, 2, 2),   # never more than asked for
+    (3, 8, 4, 4),
+    (7, 8, 4, 2),
+])
+def test_free_cores_counts_what_other_runnable_threads_leave(runnable, cores, most, expected):
+    assert llm_mod.free_cores(most, lambda: runnable, cores, interval=0) == expected
+
+
+def test_free_cores_takes_the_fewest_others_over_a_few_readings():
+    """llama.cpp workers spin a few ms after a call: a brief count is not a load, and the
+    first idle reading ends the sampling."""
+    readings = iter([3, 3, 1, 5])
+    assert llm_mod.free_cores(2, lambda: next(readings), 2, samples=8, interval=0) == 2
+    assert next(readings) == 5  # not read: the third reading was idle
+    readings = iter([3, 2, 3, 2])
+    assert llm_mod.free_cores(2, lambda: next(readings), 2, samples=4, interval=0) == 1
+
+
+def test_runnable_threads_reads_the_fourth_field(tmp_path):
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.52 0.61 0.70 3/812 4242\n")
+    assert llm_mod.runnable_threads(str(loadavg)) == 3
+
+
+def test_free_cores_is_one_thread_where_the_count_cannot_be_read(tmp_path):
+    missing = str(tmp_path / "missing")
+    assert llm_mod.free_cores(2, lambda: llm_mod.runnable_threads(missing), 2) == 1
+    garbled = tmp_path / "loadavg"
+    garbled.write_text("0.5 0.6\n")
+    assert llm_mod.free_cores(2, lambda: llm_mod.runnable_threads(str(garbled)), 2) == 1
+
+
+def test_free_cores_reads_this_machine():
+    assert 1 <= llm_mod.free_cores(2) <= 2

@@ -175,6 +175,26 @@ def test_the_full_llm_answerer_refuses_what_its_evidence_does_not_state(settings
     assert answerer.last_timing.judge is not None and answerer.last_timing.judge > 0
 
 
+def test_translator_sets_its_threads_per_call(settings):
+    """With translator_threads 0 the translator context takes, before each call, the thread
+    count its chooser gives (rag.llm.free_cores in the app), and translates on either."""
+    from rag.answering.translate import translate_query
+    from rag.llm import build_translator, free_cores
+    from rag.text import cjk_count
+
+    translator = build_translator(settings.model_copy(update={"translator_threads": 0}))
+    picks = iter([2, 1])
+    translator.set_threads_per_call(lambda: next(picks))
+    try:
+        on_two = translate_query("When did the Dong Son culture flourish?", translator)
+        assert translator._threads_set == 2
+        on_one = translate_query("When did the Dong Son culture flourish?", translator)
+        assert translator._threads_set == 1
+    finally:
+        translator.set_threads_per_call(lambda: free_cores(max(1, settings.llm_threads)))
+    assert cjk_count(on_two or "") >= 2 and cjk_count(on_one or "") >= 2, (on_two, on_one)
+
+
 def test_concurrent_questions_share_the_model_safely(answerer, chunks):
     results: dict[int, Answer] = {}
     errors: list[BaseException] = []
