@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.translator_threads                 # idle machine
     .venv/bin/python -m bench.translator_threads --load 2        # two busy-looping processes
     .venv/bin/python -m bench.translator_threads --load 1 --kind answer   # another answer streaming
+    .venv/bin/python -m bench.translator_threads --judge [--load 1 --kind answer]   # the judge instead
 
 Translates the first N English questions of evals/crosslingual with `rag.answering.translate_query`
 on the translator context (`rag.llm.build_translator`, translator_threads=0), once per thread
@@ -11,6 +12,9 @@ in the machine's speed falls on all three alike. "auto" is `rag.llm.free_cores(l
 the app uses. Prints p50/p95 seconds per policy and how often "auto" chose each count. The load
 runs in separate processes: `busy` spins a core each, `answer` streams long answers from the
 answering model on its own context (llm_threads threads), as a second user's question would.
+`--judge` times the answerability judge's one-token call instead (`rag.answering.judge`, its
+own context), each policy on another 250-character passage of evals/cmrc-train's corpus so
+that no call reuses another's cached prompt.
 """
 from __future__ import annotations
 
@@ -48,21 +52,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load", type=int, default=0, help="processes of background load")
     p.add_argument("--kind", choices=["busy", "answer"], default="busy")
     p.add_argument("-n", type=int, default=30, help="questions")
+    p.add_argument("--judge", action="store_true", help="time the judge, not the translation")
     p.add_argument("--questions", default=str(ROOT / "evals" / "crosslingual" / "questions.jsonl"))
     args = p.parse_args(argv)
 
     from rag.answering.translate import translate_query
-    from rag.llm import build_translator, free_cores
+    from rag.llm import MODEL_LABEL, build_judge, build_translator, free_cores
     from rag.settings import Settings
 
     settings = Settings(llm="llama-cpp", translator_threads=0)
-    translator = build_translator(settings)
+    translator = build_judge(settings) if args.judge else build_translator(settings)
     if translator is None:
         raise SystemExit("error: the local LLM is not prepared (run `rag models prepare`)")
     lines = Path(args.questions).read_text(encoding="utf-8").splitlines()
     questions = [json.loads(line)["question"] for line in lines if line.strip()][: args.n]
-    for q in questions[:3]:  # warm-up
-        translate_query(q, translator)
+    call = lambda q, _k: translate_query(q, translator)  # noqa: E731
+    if args.judge:
+        from rag.answering.judge import AnswerJudge
+
+        judge = AnswerJudge.load(translator, model_label=MODEL_LABEL)
+        texts = [f.read_text(encoding="utf-8") for f in sorted((ROOT / "evals" / "cmrc-train" / "corpus").iterdir())]
+        call = lambda q, k: judge.score(q, [texts[k % len(texts)][:250]])  # noqa: E731
+    for k, q in enumerate(questions[:3]):  # warm-up
+        call(q, 100_000 + k)
 
     picks: list[int] = []
     most = max(1, settings.llm_threads)
@@ -81,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             for name in names[i % len(names):] + names[: i % len(names)]:
                 translator.set_threads_per_call(policies[name])
                 t0 = time.perf_counter()
-                translate_query(q, translator)
+                call(q, len(names) * i + names.index(name))
                 times[name].append(time.perf_counter() - t0)
     finally:
         for proc in procs:
             proc.terminate()
-        translator.set_threads_per_call(lambda: free_cores(most))
+        translator.set_threads_per_call(lambda: most if args.judge else free_cores(most))
     print(json.dumps({
-        "load": args.load, "kind": args.kind, "questions": len(questions),
+        "call": "judge" if args.judge else "translation", "load": args.load, "kind": args.kind, "questions": len(questions),
         "p50_s": {k: round(statistics.median(v), 2) for k, v in times.items()},
         "p95_s": {k: round(pct(v, 0.95), 2) for k, v in times.items()},
         "auto_chose": {str(k): picks.count(k) for k in sorted(set(picks))},
