@@ -21,13 +21,8 @@ import statistics
 import time
 from pathlib import Path
 
-from rag.evaluate import load_questions, supports
+from rag.evaluate import load_questions, percentile as pct, supports
 from rag.retrieval import fuse_hit_lists
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else 0.0
 
 
 def memory() -> dict[str, int]:

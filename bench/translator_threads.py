@@ -42,11 +42,6 @@ def _answering() -> None:
         llm.complete("Write a long essay about the history of Chinese cities.", max_tokens=400)
 
 
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--load", type=int, default=0, help="processes of background load")
@@ -57,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from rag.answering.translate import translate_query
+    from rag.evaluate import percentile
     from rag.llm import MODEL_LABEL, build_judge, build_translator, free_cores
     from rag.settings import Settings
 
@@ -98,11 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for proc in procs:
             proc.terminate()
-        translator.set_threads_per_call(lambda: most if args.judge else free_cores(most))
     print(json.dumps({
         "call": "judge" if args.judge else "translation", "load": args.load, "kind": args.kind, "questions": len(questions),
         "p50_s": {k: round(statistics.median(v), 2) for k, v in times.items()},
-        "p95_s": {k: round(pct(v, 0.95), 2) for k, v in times.items()},
+        "p95_s": {k: round(percentile(v, 0.95), 2) for k, v in times.items()},
         "auto_chose": {str(k): picks.count(k) for k in sorted(set(picks))},
     }))
     return 0

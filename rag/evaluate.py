@@ -100,7 +100,8 @@ def answered_in_english(text: str) -> bool:
     return detect_lang(_CITE_RE.sub("", text)) == "en"
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of `values` by nearest rank; 0.0 for none."""
     if not values:
         return 0.0
     s = sorted(values)
@@ -129,8 +130,8 @@ def summarize(rows: list[dict]) -> dict:
         "refusal_accuracy": mean([r["refused"] for r in un]),
         "false_refusal_rate": mean([r["refused"] for r in ans]),
         "english_answer_share": mean([answered_in_english(r["answer"]) for r in en]),
-        "latency_p50_ms": round(_pct(lat, 0.5), 1),
-        "latency_p95_ms": round(_pct(lat, 0.95), 1),
+        "latency_p50_ms": round(percentile(lat, 0.5), 1),
+        "latency_p95_ms": round(percentile(lat, 0.95), 1),
     }
 
 

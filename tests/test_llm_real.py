@@ -179,10 +179,11 @@ def test_translator_sets_its_threads_per_call(settings):
     """With translator_threads 0 the translator context takes, before each call, the thread
     count its chooser gives (rag.llm.free_cores in the app), and translates on either."""
     from rag.answering.translate import translate_query
-    from rag.llm import build_translator, free_cores
+    from rag.llm import build_translator
     from rag.text import cjk_count
 
     translator = build_translator(settings.model_copy(update={"translator_threads": 0}))
+    chooser = translator._threads_now  # the app's, shared through the context cache: put back
     picks = iter([2, 1])
     translator.set_threads_per_call(lambda: next(picks))
     try:
@@ -191,7 +192,7 @@ def test_translator_sets_its_threads_per_call(settings):
         on_one = translate_query("When did the Dong Son culture flourish?", translator)
         assert translator._threads_set == 1
     finally:
-        translator.set_threads_per_call(lambda: free_cores(max(1, settings.llm_threads)))
+        translator.set_threads_per_call(chooser)
     assert cjk_count(on_two or "") >= 2 and cjk_count(on_one or "") >= 2, (on_two, on_one)
 
 
