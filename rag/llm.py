@@ -261,6 +261,8 @@ def build_llm(settings: Settings) -> LLM | None:
         llm = _LLM_CACHE.get(key)
         if llm is None:
             llm = _make_llama_cpp(settings)
+            # one saved state per answer prompt language: switching languages keeps the cache
+            llm.keep_prefix_states(PrefixStates())
             _LLM_CACHE[key] = llm
     return llm
 
@@ -322,6 +324,99 @@ def free_cores(most: int, read: Callable[[], int] = runnable_threads, cores: int
     return max(1, min(most, cores - others))
 
 
+class PrefixStates:
+    """Saved states of a llama.cpp context, one per prompt family, restored when a prompt
+    returns to its family after another one ran.
+
+    llama.cpp reuses only the longest common prefix of the previous prompt and the next. The
+    answer prompts of English, simplified and traditional Chinese questions begin with
+    different system prompts and worked examples (about 400 of a Chinese prompt's 580
+    tokens), so a question in another language than the one before re-evaluated all of it
+    (measured: ~5.5 s to the first token against ~2.3 s in the same language). A family is a
+    prompt's first `family_tokens` tokens (its system prompt); its state is saved once, after
+    its first call, and loaded before a call when it shares more tokens with the new prompt
+    than what the context holds does (llama.cpp then evaluates only the rest).
+
+    Written here because llama-cpp-python's LlamaRAMCache, which does the lookup, copies the
+    context's whole logits buffer (n_batch x vocabulary floats, ~311 MB for this model) into
+    every entry and leaves it out of its capacity: the process grew to 16.8 GB over one eval.
+    This keeps the last logits row only, which is all a restore needs (generation decodes at
+    least the prompt's last token after a load), so a family costs its KV cells (~28 KB a
+    token, ~20-30 MB). `save(model)` / `load(model, state)` default to llama-cpp-python's."""
+
+    def __init__(self, family_tokens: int = 32, max_families: int = 4,
+                 save: Callable[[Any], Any] | None = None, load: Callable[[Any, Any], None] | None = None):
+        from collections import OrderedDict
+
+        self.family_tokens = family_tokens
+        self.max_families = max_families
+        self._save = save or _save_llama_state
+        self._load = load or (lambda model, state: model.load_state(state))
+        self._states: OrderedDict[tuple[int, ...], tuple[list[int], Any]] = OrderedDict()
+        self.restores = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def before(self, model: Any, tokens: Sequence[int]) -> bool:
+        """Before a call on `model` with prompt `tokens` (under the context's lock): load the
+        family's state when it is the better start. True when it was loaded."""
+        if len(tokens) < self.family_tokens:
+            return False
+        entry = self._states.get(tuple(tokens[:self.family_tokens]))
+        if entry is None:
+            return False
+        saved, state = entry
+        current = list(model.input_ids[:model.n_tokens])
+        if _common_prefix(saved, tokens) <= _common_prefix(current, tokens):
+            return False
+        self._load(model, state)
+        self._states.move_to_end(tuple(tokens[:self.family_tokens]))
+        self.restores += 1
+        return True
+
+    def after(self, model: Any) -> None:
+        """After a call that ended normally: save the state of a family not saved yet."""
+        tokens = list(model.input_ids[:model.n_tokens])
+        if len(tokens) < self.family_tokens:
+            return
+        family = tuple(tokens[:self.family_tokens])
+        if family in self._states:
+            self._states.move_to_end(family)
+            return
+        self._states[family] = (tokens, self._save(model))
+        while len(self._states) > self.max_families:
+            self._states.popitem(last=False)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _save_llama_state(model: Any) -> Any:
+    """llama_cpp.Llama.save_state without its copy of the whole logits buffer (PrefixStates)."""
+    import ctypes
+
+    import llama_cpp
+    from llama_cpp.llama import LlamaState
+
+    size = llama_cpp.llama_state_get_size(model._ctx.ctx)
+    buf = (ctypes.c_uint8 * int(size))()
+    n = int(llama_cpp.llama_state_get_data(model._ctx.ctx, buf, size))
+    if n > int(size):
+        raise RuntimeError("llama.cpp wrote more state than it asked room for")
+    return LlamaState(scores=model.scores[max(0, min(model.n_tokens, len(model.scores)) - 1):][:1].copy(),
+                      # the whole buffer, as Llama.save_state keeps it: load_state puts it back
+                      # as the context's token array, which later calls write into
+                      input_ids=model.input_ids.copy(), n_tokens=model.n_tokens,
+                      llama_state=ctypes.string_at(buf, n), llama_state_size=n, seed=model._seed)
+
+
 def _side_context(settings: Settings, name: str, context_window: int, max_tokens: int, threads: int) -> LLM:
     """A llama.cpp context of its own (the translator's, the judge's) on the answering
     model's memory-mapped weights, built once per process."""
@@ -365,9 +460,24 @@ def _make_llama_cpp(settings: Settings, *, context_window: int | None = None,
         _lock: Any = PrivateAttr(default_factory=threading.Lock)
         _threads_now: Any = PrivateAttr(default=None)  # () -> threads for the next call, or None
         _threads_set: int = PrivateAttr(default=0)
+        _prefix_states: Any = PrivateAttr(default=None)  # PrefixStates, or None
 
         def set_threads_per_call(self, threads_now: Callable[[], int]) -> None:
             self._threads_now = threads_now
+
+        def keep_prefix_states(self, states: PrefixStates | None) -> None:
+            self._prefix_states = states
+
+        def _restore_prefix(self, prompt: str) -> None:
+            """Under the lock, before a call: the prompt family's saved state, if better."""
+            if self._prefix_states is not None:
+                # tokenised as Llama.create_completion tokenises a prompt string
+                tokens = self._model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+                self._prefix_states.before(self._model, tokens)
+
+        def _save_prefix(self) -> None:
+            if self._prefix_states is not None:
+                self._prefix_states.after(self._model)
 
         def _pick_threads(self) -> None:
             """Under the lock, before a call: the context's thread count for it."""
@@ -395,7 +505,9 @@ def _make_llama_cpp(settings: Settings, *, context_window: int | None = None,
                 prompt = self.completion_to_prompt(prompt)
             with self._lock:
                 self._pick_threads()
+                self._restore_prefix(prompt)
                 response = self._model(prompt=prompt, **self._kwargs(False, kwargs))
+                self._save_prefix()
             return CompletionResponse(text=response["choices"][0]["text"], raw=response)
 
         @llm_completion_callback()
@@ -408,10 +520,16 @@ def _make_llama_cpp(settings: Settings, *, context_window: int | None = None,
                 text = ""
                 with self._lock:  # held until the stream ends or is closed
                     self._pick_threads()
-                    for response in self._model(prompt=prompt, **call_kwargs):
-                        delta = response["choices"][0]["text"]
-                        text += delta
-                        yield CompletionResponse(delta=delta, text=text, raw=response)
+                    self._restore_prefix(prompt)
+                    try:
+                        for response in self._model(prompt=prompt, **call_kwargs):
+                            delta = response["choices"][0]["text"]
+                            text += delta
+                            yield CompletionResponse(delta=delta, text=text, raw=response)
+                    except GeneratorExit:  # closed early: what was evaluated is consistent
+                        self._save_prefix()
+                        raise
+                    self._save_prefix()
 
             return gen()
 
@@ -464,10 +582,9 @@ def _locked_llama_cpp(cls: Any, settings: Settings, context_window: int | None, 
     # Free the model before the interpreter tears its modules down: llama-cpp-python's own
     # __del__ then finds its C functions already gone and prints a TypeError at every exit.
     atexit.register(_close_model, llm)
-    # A LlamaRAMCache of prompt states was tried here to skip re-evaluating each language's
-    # constant prefix; over a 64-question eval the process grew to 16.8 GB RSS despite a
-    # 1 GiB capacity, so it stays off (llama.cpp still reuses the longest common prefix of
-    # consecutive prompts on its own).
+    # Not llama-cpp-python's LlamaRAMCache for each language's constant prefix: over a
+    # 64-question eval the process grew to 16.8 GB RSS despite a 1 GiB capacity (PrefixStates
+    # above does that job for the answering context).
     return llm
 
 

@@ -170,3 +170,61 @@ def test_free_cores_is_one_thread_where_the_count_cannot_be_read(tmp_path):
 
 def test_free_cores_reads_this_machine():
     assert 1 <= llm_mod.free_cores(2) <= 2
+
+
+class _Context:
+    """A llama.cpp context as PrefixStates sees it: its token array and count."""
+
+    def __init__(self):
+        self.input_ids, self.n_tokens = [], 0
+
+    def run(self, tokens):  # what a call leaves in the context
+        self.input_ids, self.n_tokens = list(tokens) + [0] * 8, len(tokens)
+
+
+def _states(**kw):
+    saved = []
+
+    def save(model):
+        saved.append(model.input_ids[:model.n_tokens])
+        return list(model.input_ids[:model.n_tokens])
+
+    def load(model, state):
+        model.input_ids, model.n_tokens = list(state), len(state)
+
+    return llm_mod.PrefixStates(family_tokens=3, save=save, load=load, **kw), saved
+
+
+def test_prefix_states_bring_back_a_language_family_after_another_ran():
+    states, saved = _states()
+    ctx = _Context()
+    zh1, en1, zh2 = [1, 1, 1, 5, 6, 7], [2, 2, 2, 5, 6], [1, 1, 1, 5, 9]
+    assert not states.before(ctx, zh1)  # nothing saved yet
+    ctx.run(zh1 + [40, 41])  # prompt + reply
+    states.after(ctx)
+    assert not states.before(ctx, en1)  # another family, never saved
+    ctx.run(en1 + [42])
+    states.after(ctx)
+    assert len(states) == 2 and len(saved) == 2
+    # the Chinese prompt again: the saved zh state shares 4 tokens, the context 0
+    assert states.before(ctx, zh2) and ctx.input_ids[:ctx.n_tokens] == zh1 + [40, 41]
+    ctx.run(zh2 + [43])
+    states.after(ctx)
+    assert len(saved) == 2  # a family is saved once
+    # same family as the context holds: llama.cpp's own prefix reuse is as good, no load
+    assert not states.before(ctx, [1, 1, 1, 5, 9, 10]) and states.restores == 1
+
+
+def test_prefix_states_keep_the_most_recent_families_and_skip_short_prompts():
+    states, saved = _states(max_families=2)
+    ctx = _Context()
+    for fam in (1, 2, 3):
+        ctx.run([fam] * 3 + [9])
+        states.after(ctx)
+    assert len(states) == 2
+    ctx.run([7, 7, 7, 8])
+    assert not states.before(ctx, [1, 1, 1, 9, 9])  # family 1 was evicted
+    assert states.before(ctx, [3, 3, 3, 9, 9])
+    ctx.run([4, 4])  # shorter than a family: not saved
+    states.after(ctx)
+    assert len(saved) == 3 and not states.before(ctx, [4, 4])

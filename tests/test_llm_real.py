@@ -196,6 +196,47 @@ def test_translator_sets_its_threads_per_call(settings):
     assert cjk_count(on_two or "") >= 2 and cjk_count(on_one or "") >= 2, (on_two, on_one)
 
 
+def test_answer_context_brings_back_a_language_prefix_after_another(llm, chunks):
+    """A Chinese question after an English one: the answering context loads the Chinese
+    prompt's saved state (rag.llm.PrefixStates) and evaluates only what follows the shared
+    system prompt and examples, instead of the whole prompt; the reply is the same."""
+    from rag.answering.passages import build_messages
+
+    hits = hits_for(chunks, "3000家")
+    zh1 = build_messages("上海8月发布了什么？", hits, "zh-Hans")
+    en = build_messages("What did Shanghai announce in August?", hits, "en")
+    zh2 = build_messages("上海计划推动多少家制造业企业实现智能化应用？", hits, "zh-Hans")
+    model, states = llm._model, llm._prefix_states
+    assert states is not None
+    evaluated: list[int] = []
+    plain_eval = model.eval
+
+    def counting(tokens):
+        evaluated.append(len(tokens))
+        return plain_eval(tokens)
+
+    def zh_after_en() -> tuple[int, str]:
+        llm.chat(zh1, max_tokens=8)
+        llm.chat(en, max_tokens=8)
+        evaluated.clear()
+        reply = llm.chat(zh2, max_tokens=24).message.content
+        return sum(evaluated), reply
+
+    model.eval = counting
+    try:
+        llm._prefix_states = None
+        plain_count, plain_reply = zh_after_en()
+        llm._prefix_states = states
+        restores = states.restores
+        kept_count, kept_reply = zh_after_en()
+    finally:
+        llm._prefix_states = states
+        del model.eval
+    assert states.restores > restores
+    assert kept_count < plain_count / 2, (kept_count, plain_count)
+    assert kept_reply == plain_reply
+
+
 def test_concurrent_questions_share_the_model_safely(answerer, chunks):
     results: dict[int, Answer] = {}
     errors: list[BaseException] = []
