@@ -362,17 +362,20 @@ class PrefixStates:
     def before(self, model: Any, tokens: Sequence[int]) -> bool:
         """Before a call on `model` with prompt `tokens` (under the context's lock): load the
         family's state when it is the better start. True when it was loaded."""
+        from llama_cpp import Llama
+
         if len(tokens) < self.family_tokens:
             return False
-        entry = self._states.get(tuple(tokens[:self.family_tokens]))
+        family = tuple(tokens[:self.family_tokens])
+        entry = self._states.get(family)
         if entry is None:
             return False
         saved, state = entry
-        current = list(model.input_ids[:model.n_tokens])
-        if _common_prefix(saved, tokens) <= _common_prefix(current, tokens):
+        shared = Llama.longest_token_prefix
+        if shared(saved, tokens) <= shared(model.input_ids[:model.n_tokens], tokens):
             return False
         self._load(model, state)
-        self._states.move_to_end(tuple(tokens[:self.family_tokens]))
+        self._states.move_to_end(family)
         self.restores += 1
         return True
 
@@ -390,15 +393,6 @@ class PrefixStates:
             self._states.popitem(last=False)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _save_llama_state(model: Any) -> Any:
     """llama_cpp.Llama.save_state without its copy of the whole logits buffer (PrefixStates)."""
     import ctypes
@@ -411,7 +405,7 @@ def _save_llama_state(model: Any) -> Any:
     n = int(llama_cpp.llama_state_get_data(model._ctx.ctx, buf, size))
     if n > int(size):
         raise RuntimeError("llama.cpp wrote more state than it asked room for")
-    return LlamaState(scores=model.scores[max(0, min(model.n_tokens, len(model.scores)) - 1):][:1].copy(),
+    return LlamaState(scores=model._scores[-1:].copy(),  # the last logits row only
                       # the whole buffer, as Llama.save_state keeps it: load_state puts it back
                       # as the context's token array, which later calls write into
                       input_ids=model.input_ids.copy(), n_tokens=model.n_tokens,

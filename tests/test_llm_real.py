@@ -224,13 +224,13 @@ def test_answer_context_brings_back_a_language_prefix_after_another(llm, chunks)
 
     model.eval = counting
     try:
-        llm._prefix_states = None
+        llm.keep_prefix_states(None)
         plain_count, plain_reply = zh_after_en()
-        llm._prefix_states = states
+        llm.keep_prefix_states(states)
         restores = states.restores
         kept_count, kept_reply = zh_after_en()
     finally:
-        llm._prefix_states = states
+        llm.keep_prefix_states(states)
         del model.eval
     assert states.restores > restores
     assert kept_count < plain_count / 2, (kept_count, plain_count)
