@@ -12,10 +12,10 @@ question about another name of its set), as are the sets' own unanswerable quest
 The threshold per question language (English / Chinese) is fitted on positives only: the
 answerable questions whose evidence holds the expected facts. It is the score below which at
 most `--max-false-refusals` (0.5 %) of them fall, less a margin for other machines: the same
-prompt scores a little differently on another llama.cpp build, so the margin is the least
-with which thresholds fitted on these rows or on the same rows collected on another machine
-(evals/judge-rows-other-build.json) keep the budget on the other machine's positives. The unanswerable rows only
-measure the thresholds.
+prompt scores a little differently on another llama.cpp build, so the same rows collected on
+other machines (evals/judge-rows-other-build*.json) count too: the thresholds are fitted on the
+lowest score each row got on any build, and the margin is the least with which thresholds
+fitted on any one build's rows keep the budget on every other build's positives. The unanswerable rows only measure the thresholds.
 Cross-validation holds out one corpus group at a time (threshold from the others). Rows are
 stored in evals/judge-rows.json; `--reuse` refits from them, `--check` fails when the fit
 differs from the stored file.
@@ -102,22 +102,27 @@ def positives(rows: list[dict]) -> list[dict]:
 
 # The same prompt scores differently on another llama.cpp build: llama-cpp-python compiles
 # for the CPU it is installed on, and the quantised kernels round differently (measured by
-# `drift` on the rows collected on two machines: tenths of a logit). The thresholds lie a
-# margin under the positive that sets them: the least (in hundredths) with which thresholds
-# fitted on either machine's rows refuse at most `max_fr` of the other machine's positives,
-# so the false-refusal budget holds on a build the fit never saw. At most the 0.99 quantile
-# of the paired differences (each positive stays answered on another build, 99 times in 100).
+# `drift` on the rows collected on several machines: tenths of a logit). So the thresholds
+# are fitted on the lowest score each row got on any build collected (`lowest`), and lie a
+# margin under the positive that sets them, for a build not collected yet: the least margin
+# (in hundredths) with which thresholds fitted on any one build's rows refuse at most
+# `max_fr` of any other build's positives. Pairs, not each build left out against the
+# lowest of the rest: two machines of the same CPU kind give nearly the same scores (median
+# difference 0), and the rest would then always hold a twin of the left-out build. At most
+# the largest 0.99 quantile of the paired differences between two builds (each positive
+# stays answered on another build, 99 times in 100).
 DRIFT_QUANTILE = 0.99
 MIN_MARGIN = 0.01  # the scores are stored rounded to 1e-4
 
 
+def _key(r: dict) -> tuple:
+    return r["set"], r["id"], r["variant"]
+
+
 def drift(rows: list[dict], other: list[dict]) -> dict:
     """How far the scores of the same rows, collected on two llama.cpp builds, lie apart."""
-    def key(r):
-        return r["set"], r["id"], r["variant"]
-
-    theirs = {key(r): r["score"] for r in other if r["score"] is not None}
-    diffs = sorted(abs(r["score"] - theirs[key(r)]) for r in rows if r["score"] is not None and key(r) in theirs)
+    theirs = {_key(r): r["score"] for r in other if r["score"] is not None}
+    diffs = sorted(abs(r["score"] - theirs[_key(r)]) for r in rows if r["score"] is not None and _key(r) in theirs)
     if not diffs:
         return {"pairs": 0}
 
@@ -128,6 +133,17 @@ def drift(rows: list[dict], other: list[dict]) -> dict:
             "max": round(diffs[-1], 4)}
 
 
+def lowest(builds: list[list[dict]]) -> list[dict]:
+    """The first build's rows, each with the lowest score the same row got on any of the builds
+    (a row another build did not score keeps its own)."""
+    low: dict[tuple, float] = {}
+    for rows in builds:
+        for r in rows:
+            if r["score"] is not None:
+                low[_key(r)] = min(r["score"], low.get(_key(r), r["score"]))
+    return [dict(r, score=low[_key(r)]) if r["score"] is not None else r for r in builds[0]]
+
+
 def transfer_false_refusals(fit_on: list[dict], judged: list[dict], max_fr: float, margin: float) -> float:
     """The share of `judged`'s positives refused by thresholds fitted on `fit_on`."""
     thr = thresholds(fit_on, max_fr, margin)
@@ -135,17 +151,20 @@ def transfer_false_refusals(fit_on: list[dict], judged: list[dict], max_fr: floa
     return sum(r["score"] < thr[lang_key(r)] for r in pos) / len(pos) if pos else 0.0
 
 
-def margin_for(rows: list[dict], other: list[dict], max_fr: float) -> dict:
-    """The thresholds' margin under the positives, from the rows of two builds (see above)."""
-    spread = drift(rows, other)
-    if not spread["pairs"]:
-        return {**spread, "margin": MIN_MARGIN}
-    cap = max(MIN_MARGIN, spread["p99"])
+def margin_for(builds: list[list[dict]], max_fr: float) -> dict:
+    """The thresholds' margin under the positives, from the same rows collected on several
+    llama.cpp builds (see above); the drift between each pair of builds is reported with it."""
+    pairs = {f"{i}-{j}": drift(builds[i], builds[j])
+             for i in range(len(builds)) for j in range(i + 1, len(builds))}
+    pairs = {k: v for k, v in pairs.items() if v["pairs"]}
+    if not pairs:
+        return {"builds": len(builds), "margin": MIN_MARGIN}
+    cap = max(MIN_MARGIN, max(v["p99"] for v in pairs.values()))
+    folds = [(a, b) for i, a in enumerate(builds) for j, b in enumerate(builds) if i != j]
     margin = MIN_MARGIN
-    while margin < cap and not all(transfer_false_refusals(a, b, max_fr, margin) <= max_fr
-                                   for a, b in ((rows, other), (other, rows))):
+    while margin < cap and not all(transfer_false_refusals(a, b, max_fr, margin) <= max_fr for a, b in folds):
         margin = round(margin + 0.01, 2)
-    return {**spread, "margin": min(margin, cap)}
+    return {"builds": len(builds), "pairs": pairs, "margin": min(margin, cap)}
 
 
 def thresholds(rows: list[dict], max_fr: float, margin: float = MIN_MARGIN) -> dict[str, float]:
@@ -179,20 +198,25 @@ def metrics(rows: list[dict], thr: dict[str, float]) -> dict:
     return out
 
 
-def fit(rows: list[dict], max_fr: float, model_label: str, other: list[dict] | None = None) -> dict:
+def fit(rows: list[dict], max_fr: float, model_label: str, others: list[list[dict]] = ()) -> dict:
+    """Thresholds on the lowest score each row got on any build (`rows` and `others`, the same
+    rows collected on other machines), less the margin for a build not seen; the figures are
+    measured on `rows`, the scores of one build as the eval sees them."""
     from rag.answering.judge import prompt_hash
 
-    spread = margin_for(rows, other or [], max_fr)
+    builds = [rows, *[o for o in others if o]]
+    spread = margin_for(builds, max_fr)
     margin = spread["margin"]
+    low = lowest(builds)
 
     groups = sorted({r["group"] for r in rows})
     cv = {}
     for g in groups:
-        thr = thresholds([r for r in rows if r["group"] != g], max_fr, margin)
+        thr = thresholds([r for r in low if r["group"] != g], max_fr, margin)
         test = [r for r in rows if r["group"] == g]
         for name in sorted({r["set"] for r in test}):
             cv[name] = {"threshold": thr, **metrics([r for r in test if r["set"] == name], thr)}
-    thr = thresholds(rows, max_fr, margin)
+    thr = thresholds(low, max_fr, margin)
     return {
         "about": "Answerability judge thresholds (rag/answering/judge.py), fitted by scripts/fit_judge.py; "
                  "do not edit by hand.",
@@ -215,14 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     p = fit_parser(__doc__.split("\n")[0], "judge.json", "judge-rows.json")
     # the gate already spends 2 % of false refusals: the judge may add half a percent
     p.add_argument("--max-false-refusals", type=float, default=0.005)
-    p.add_argument("--other-build-rows", default=str(ROOT / "evals" / "judge-rows-other-build.json"),
-                   help="the same rows collected on another machine's llama.cpp build: how far the "
-                        "scores drift between builds sets the thresholds' margin")
+    p.add_argument("--other-build-rows", nargs="*",
+                   default=[str(f) for f in sorted((ROOT / "evals").glob("judge-rows-other-build*.json"))],
+                   help="the same rows collected on other machines' llama.cpp builds (default: "
+                        "evals/judge-rows-other-build*.json): the thresholds hold on the lowest score "
+                        "a row got on any build, and how far the builds drift sets their margin")
     args = p.parse_args(argv)
     rows = fit_rows(args, collect)
-    other_file = Path(args.other_build_rows)
-    other = load_rows(other_file) if other_file.is_file() else []
-    model = fit(rows, args.max_false_refusals, MODEL_LABEL, other)
+    others = [load_rows(Path(f)) for f in args.other_build_rows if Path(f).is_file()
+              and Path(f).resolve() != Path(args.rows).resolve()]
+    model = fit(rows, args.max_false_refusals, MODEL_LABEL, others)
     print("drift between builds", model["fit"]["drift_between_builds"])
     for name, m in model["cross_validation"]["by_set"].items():
         print(f"{name:14s} {m}")

@@ -153,13 +153,26 @@ def test_thresholds_keep_the_drift_between_builds_under_the_positives():
     assert spread["pairs"] == 201 and spread["median"] == 0.05 and spread["max"] == 0.4
     assert spread["p99"] == 0.05  # 200 of 201 pairs within it
     # the least margin with which a fit on either build refuses no positive of the other
-    m = fit_judge.margin_for(rows, other, 0.0)
-    assert m["margin"] == 0.03
+    m = fit_judge.margin_for([rows, other], 0.0)
+    assert m["margin"] == 0.03 and m["pairs"]["0-1"] == spread
     assert fit_judge.transfer_false_refusals(rows, other, 0.0, 0.02) > 0
     assert fit_judge.transfer_false_refusals(rows, other, 0.0, 0.03) == 0
-    thr = fit_judge.thresholds(rows, 0.0, m["margin"])
-    assert abs(thr["zh"] - (1.0 - 0.03)) < 1e-9  # the lowest positive, less the margin
+    # the thresholds hold on the lowest score a row got on any build, less the margin
+    low = fit_judge.lowest([rows, other])
+    assert [r["score"] for r in low[:2]] == [0.97, 2.0] and low[-1]["lang"] == "en"
+    thr = fit_judge.thresholds(low, 0.0, m["margin"])
+    assert abs(thr["zh"] - (0.97 - 0.03)) < 1e-9
+    # a third build, scoring most rows 0.1 higher and the lowest positive 0.075 under the
+    # first: a fit on any one build keeps every other build's positives
+    third = [row(i, 1.0 + i + (-0.075 if i == 0 else 0.1)) for i in range(200)] + [rows[-1]]
+    m3 = fit_judge.margin_for([rows, other, third], 0.0)
+    assert set(m3["pairs"]) == {"0-1", "0-2", "1-2"} and m3["builds"] == 3
+    assert m3["margin"] == 0.08  # a fit on the first: 1.0 - margin must not exceed 0.925
+    thr3 = fit_judge.thresholds(fit_judge.lowest([rows, other, third]), 0.0, m3["margin"])
+    assert abs(thr3["zh"] - (0.925 - 0.08)) < 1e-9
+    # a twin of the first build (same CPU kind, same scores) asks no smaller margin of the others
+    assert fit_judge.margin_for([rows, other, third, [dict(r) for r in rows]], 0.0)["margin"] == 0.08
     # never beyond the p99 of the drift, and the least margin with no other build to compare
     far = [row(i, 1.0 + i + (-1.0 if i == 0 else 0.05)) for i in range(200)] + [rows[-1]]
-    assert fit_judge.margin_for(rows, far, 0.0)["margin"] == 0.05
-    assert fit_judge.margin_for(rows, [], 0.0)["margin"] == fit_judge.MIN_MARGIN
+    assert fit_judge.margin_for([rows, far], 0.0)["margin"] == 0.05
+    assert fit_judge.margin_for([rows], 0.0)["margin"] == fit_judge.MIN_MARGIN
