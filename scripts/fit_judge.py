@@ -18,7 +18,9 @@ lowest score each row got on any build, and the margin is the least with which t
 fitted on any one build's rows keep the budget on every other build's positives. The unanswerable rows only measure the thresholds.
 Cross-validation holds out one corpus group at a time (threshold from the others). Rows are
 stored in evals/judge-rows.json; `--reuse` refits from them, `--check` fails when the fit
-differs from the stored file.
+differs from the stored file. Another machine's rows (a CPU kind not collected yet) are added
+with `--rows evals/judge-rows-other-build-N.json --out /tmp/judge.json` (collects there, writes
+the fit aside), then `--reuse` refits rag/data/judge.json with them.
 """
 from __future__ import annotations
 
