@@ -24,13 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rag.evaluate import load_manifest
+    from rag.evaluate import corpus_name, load_manifest
     from rag.ingest import discover
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--manifest", default=str(ROOT / "evals" / "sets.toml"))
     p.add_argument("--mode", default="extractive", choices=("extractive", "llm"))
-    p.add_argument("--sets", default="", help="comma-separated set names (default: all)")
+    p.add_argument("--sets", default=None, help="comma-separated set names, as rag eval takes them (default: all)")
     p.add_argument("--out", default="", help="folder for rag eval's results (default: in the temporary folder)")
     args = p.parse_args(argv)
 
@@ -38,25 +38,26 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rag-mixed-") as tmp:
         corpus = Path(tmp) / "corpus"
         corpus.mkdir()
+        folders = list(dict.fromkeys(s.corpus.resolve() for s in specs))
         copied = 0
-        for folder in dict.fromkeys(s.corpus.resolve() for s in specs):
-            # each corpus's files under a prefix of its folder's name: names may repeat across corpora
-            tag = folder.name if folder.name != "corpus" else folder.parent.name
+        for folder in folders:
+            # each corpus's files under its name: file names may repeat across corpora
+            tag = corpus_name(folder)
             for f in discover(folder):
                 shutil.copy2(f, corpus / f"{tag}-{f.relative_to(folder).as_posix().replace('/', '-')}")
                 copied += 1
         lines = []
         for s in specs:
-            if args.sets and s.name not in args.sets.split(","):
-                continue
             lines += ["[[set]]", f'name = "{s.name}"', f'questions = "{s.questions.resolve().as_posix()}"',
                       'corpus = "corpus"', ""]
         manifest = Path(tmp) / "sets.toml"
         manifest.write_text("\n".join(lines), encoding="utf-8")
-        print(f"{copied} documents from {len({s.corpus.resolve() for s in specs})} corpora in one collection", flush=True)
+        print(f"{copied} documents from {len(folders)} corpora in one collection", flush=True)
         out = args.out or str(Path(tmp) / "out")
         cmd = [sys.executable, "-m", "rag.cli", "eval", "--mode", args.mode, "--manifest", str(manifest),
                "--index-cache", str(Path(tmp) / "cache"), "--out", out]
+        if args.sets is not None:
+            cmd += ["--sets", args.sets]  # rag eval's own selection (and its message for a wrong name)
         return subprocess.call(cmd, cwd=ROOT)
 
 

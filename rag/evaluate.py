@@ -235,6 +235,17 @@ class EvalSet:
     questions: Path
     corpus: Path
 
+    @property
+    def corpus_name(self) -> str:
+        """The corpus's name: its folder's, or the parent's for a folder called `corpus`
+        (evals/cmrc-train/corpus is "cmrc-train"). The fit scripts' cross-validation folds."""
+        return corpus_name(self.corpus)
+
+
+def corpus_name(folder: Path) -> str:
+    """A corpus folder's name, or its parent's when the folder is called `corpus`."""
+    return folder.name if folder.name != "corpus" else folder.parent.name
+
 
 def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> list[EvalSet]:
     """The sets of a TOML manifest (`[[set]]` tables with name, questions, corpus;

@@ -47,7 +47,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
     rows: list[dict] = []
     for spec in load_manifest(manifest):
         s = open_set_assistant(spec, settings, cache, embedder=embedder).searcher
-        group = spec.corpus.name if spec.corpus.name != "corpus" else spec.corpus.parent.name
+        group = spec.corpus_name
         gate = AnswerabilityGate(model=_blank_model(), corpus=s)
         t0 = time.perf_counter()
         items = load_questions(spec.questions)

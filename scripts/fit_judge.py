@@ -57,7 +57,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
     for spec in load_manifest(manifest):
         assistant = open_set_assistant(spec, settings, cache, embedder=embedder)
         answerer = assistant.answerer
-        group = spec.corpus.name if spec.corpus.name != "corpus" else spec.corpus.parent.name
+        group = spec.corpus_name
         t0 = time.perf_counter()
         items = load_questions(spec.questions)
         pool = sorted({n for it in items for n in names_in(it.question)})

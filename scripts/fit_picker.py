@@ -55,7 +55,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
     for spec in load_manifest(manifest):
         a = open_set_assistant(spec, settings, cache, embedder=embedder)
         s = a.searcher
-        group = spec.corpus.name if spec.corpus.name != "corpus" else spec.corpus.parent.name
+        group = spec.corpus_name
         gate = AnswerabilityGate(corpus=s)
         k = max(5, settings.top_k)  # as rag eval asks
         t0 = time.perf_counter()
