@@ -13,6 +13,13 @@ from rag.ingest import Document
 from rag.normalize import Block, CleanDocument, clean_document
 from rag.types import Chunk
 
+# What cleaning and chunking make of a file's bytes. Bump it when a change to
+# rag/normalize.py or this module changes the chunks a file gives: an index made with
+# another version re-reads every file at its next `rag index` (chunk ids are content
+# hashes, so only the chunks that changed are embedded again). 2: a pinyin annotation
+# damaged by mojibake no longer ends a sentence.
+TEXT_VERSION = 2
+
 # A sentence ends at terminal punctuation (a run of it, e.g. `……` or `？！`),
 # plus any closing quotes/brackets that follow. ASCII `.` ends a sentence only
 # before whitespace, so "40.5" and "e.g." inside a line stay whole.

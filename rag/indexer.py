@@ -17,7 +17,7 @@ from pathlib import Path
 
 from chromadb.errors import ChromaError
 
-from rag.chunking import chunk_document
+from rag.chunking import TEXT_VERSION, chunk_document
 from rag.ingest import check_size, discover, load_document
 from rag.normalize import Mojibake, clean_document
 from rag.priority import checkpoint, is_background
@@ -284,6 +284,13 @@ def _index_folder(settings: Settings, embedder, *, rebuild: bool = False, consol
         elif force:
             # a run was killed mid-way: Chroma may hold chunks the keyword index does not
             from_chroma = store.ids_by_source(where={"source": {"$in": sorted(force)}})
+        if not fresh and (store.manifest.text_version != TEXT_VERSION
+                          or store.manifest.chunk_max_chars != settings.chunk_max_chars):
+            # chunks made by another version of cleaning/chunking, or to another size:
+            # every file is chunked again (unchanged chunks keep their vectors)
+            force |= set(store.manifest.files)
+            store.manifest.text_version = TEXT_VERSION
+            store.manifest.chunk_max_chars = settings.chunk_max_chars
         sc = scan(paths, root, settings.chunk_max_chars, store.manifest.records(), force, report, progress,
                   settings.doc_max_mb)
         touched = set(sc.changed) | sc.removed | (force - sc.failed)

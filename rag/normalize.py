@@ -20,6 +20,13 @@ _TONE = "āáǎàēéěèīíǐìōóǒòūúǔùüǘǚǜ"
 _PINYIN_RE = re.compile(
     rf"(?<=[^\sA-Za-z0-9(（])[(（][a-zü{_TONE}]*[{_TONE}][a-zü{_TONE}]*[)）]"
 )
+# A pinyin annotation whose `(` and annotated character were lost to mojibake
+# (`變?yōu)樽非`: UTF-8 bytes once decoded as GBK, the lost bytes shown as `?`). The
+# `?` is not a question mark: read as one, it ended a sentence mid-clause and cut the
+# rest of the sentence off every quote of it. It becomes U+FFFD, the replacement
+# character (the annotated character is lost), and the pinyin tail goes as annotations do.
+_DAMAGED_PINYIN_RE = re.compile(rf"\?[a-zü{_TONE}]*[{_TONE}][a-zü{_TONE}]*\)")
+LOST = "\ufffd"
 # ASCII punctuation that the scrape used inside Chinese text.
 _ASCII_TO_FULL = {",": "，", ":": "：", ";": "；", "?": "？", "!": "！"}
 # ASCII punctuation between these sits "inside Chinese text".
@@ -130,6 +137,7 @@ def clean_text(original: str) -> CleanText:
     """Apply the character-level cleaning steps, keeping the offset map."""
     ct = _identity(original)
     ct = _sub(ct, _PINYIN_RE, "")
+    ct = _sub(ct, _DAMAGED_PINYIN_RE, LOST)
     ct = _sub(ct, _FULLWIDTH_ALNUM_RE, lambda m: _fold_width(m.group()))
     ct = _sub(ct, _ASCII_PUNCT_RE, lambda m: _ASCII_TO_FULL[m.group()])
     ct = _sub(ct, re.compile(r"\r\n?"), "\n")

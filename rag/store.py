@@ -146,6 +146,7 @@ class Manifest:
     keyword: str = ""  # folder of the live keyword index inside the build ("" = none yet)
     collection: str = COLLECTION  # the Chroma collection of this build
     chunks: int = -1  # chunks in the build when the manifest was written
+    text_version: int = 1  # rag.chunking.TEXT_VERSION the chunks were made with (1: before it was recorded)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, ensure_ascii=False, indent=1)
@@ -237,8 +238,10 @@ class ChunkStore:
         build = index_dir / name
         build.mkdir()
         now = time.time()
+        from rag.chunking import TEXT_VERSION
+
         manifest = Manifest(embed_model, dim, chunk_max_chars, {}, now, now,
-                            collection=collection_name(build, chroma_url))
+                            collection=collection_name(build, chroma_url), text_version=TEXT_VERSION)
         return cls(build, manifest, chroma_url=chroma_url, page_size=page_size)
 
     def keyword_index(self):

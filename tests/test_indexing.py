@@ -47,6 +47,34 @@ def test_changed_and_removed_files_update_exactly_their_chunks(settings_for, fak
     assert "extra.md" not in ChunkStore.open(s.index_dir, chroma_url=s.chroma_url).ids_by_source()
 
 
+def test_chunks_made_by_older_cleaning_or_another_size_are_made_again(settings_for, fake_embedder, workdir):
+    from rag.chunking import TEXT_VERSION
+
+    s = settings_for()
+    r1 = index_folder(s, fake_embedder)
+    build = ChunkStore.current_build(s.index_dir)
+    assert json.loads((build / "manifest.json").read_text())["text_version"] == TEXT_VERSION
+    # an index made before the damaged-pinyin fix: its chunk of that sentence was cut at the `?`
+    store = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url)
+    whole = [c for c in store.all_chunks() if "姿態競爭" in c.text and "質量競賽" in c.text]
+    assert whole  # the sentence is whole now
+    manifest = json.loads((build / "manifest.json").read_text())
+    (build / "manifest.json").write_text(json.dumps({**manifest, "text_version": 1}), encoding="utf-8")
+    before = fake_embedder.passages_embedded
+    r2 = index_folder(s, fake_embedder)
+    # every file read again; chunks that did not change keep their vectors
+    assert r2.embedded == 0 and fake_embedder.passages_embedded == before
+    assert r2.unchanged == r1.total_chunks == r2.total_chunks
+    assert json.loads((build / "manifest.json").read_text())["text_version"] == TEXT_VERSION
+    # another chunk size: the files are chunked again to it
+    r3 = index_folder(settings_for(chunk_max_chars=120), fake_embedder)
+    assert r3.total_chunks > r1.total_chunks and r3.embedded > 0
+    assert max(len(c.text) for c in ChunkStore.open(s.index_dir, chroma_url=s.chroma_url).all_chunks()) <= 120
+    assert json.loads((build / "manifest.json").read_text())["chunk_max_chars"] == 120
+    r4 = index_folder(settings_for(chunk_max_chars=120), fake_embedder)
+    assert r4.embedded == 0 and r4.total_chunks == r3.total_chunks
+
+
 def test_unreadable_file_is_reported_and_keeps_its_chunks(settings_for, fake_embedder, workdir):
     s = settings_for()
     seeds = workdir / "seeds"

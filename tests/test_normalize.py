@@ -43,7 +43,7 @@ def test_every_clean_char_maps_into_original(seed_doc):
     for i, ch in enumerate(cd.clean.text):
         s, e = cd.clean.starts[i], cd.clean.ends[i]
         assert 0 <= s < e <= len(doc.text)
-        if ch not in "，：；？！ \n":  # folded punctuation and whitespace map to their source
+        if ch not in "，：；？！ \n\ufffd":  # folded punctuation, whitespace, lost bytes map to their source
             assert doc.text[s:e] == ch
 
 
@@ -74,6 +74,23 @@ def test_mojibake_reported_with_location(seed_doc):
     for m in cd.mojibake:
         assert doc.text[m.offset] in "?!變"
     assert detect_mojibake("這是一段正常的文字。為什么?因為它沒有問題。") == []
+
+
+def test_a_pinyin_annotation_damaged_by_mojibake_does_not_end_the_sentence(seed_doc):
+    from rag.chunking import split_sentences
+
+    ct = clean_text("會從“質量競賽”,變?yōu)樽非笳吡咙c和短期效應(yīng)的“姿態競爭”?這考驗")
+    assert ct.text == "會從“質量競賽”，變\ufffd樽非笳吡咙c和短期效應的“姿態競爭”？這考驗"
+    assert ct.original[ct.starts[ct.text.index("\ufffd")]:ct.ends[ct.text.index("\ufffd")]] == "?yōu)"
+    sentences = [ct.text[a:b] for a, b in split_sentences(ct.text)]
+    assert sentences[0].endswith("“姿態競爭”？") and "質量競賽" in sentences[0]
+    # a real question mark before a parenthetical without tone marks stays one
+    assert clean_text("是什么?(AI)").text == "是什么？(AI)"
+    # the seed article's damaged annotation: its sentence holds what follows it
+    _, cd = seed_doc
+    text = cd.clean.text
+    i = text.index("姿態競爭")
+    assert any(a < text.index("質量競賽", i - 80) and b > i for a, b in split_sentences(text))
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "gb18030", "big5"])
