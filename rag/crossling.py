@@ -960,7 +960,7 @@ _SENSE_WORD_RX = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 _LEADING = frozenset({"to", "a", "an", "the"})
 _SENSE_STOP = frozenset({"sb", "sth", "one's", "oneself", "etc", "of", "a", "an", "the", "to", "and", "or"})
 _SHAPE = {1: 0.55, 2: 1.0, 3: 0.95, 4: 0.8}
-_CACHE_VERSION = "8"
+_CACHE_VERSION = "9"
 
 
 @dataclass
@@ -1034,6 +1034,10 @@ def _build_index(path: str) -> _Index:
     for simp, pinyin, defs in _ENTRY_RX.findall(text):
         f = freq.get(simp, 0)
         proper = pinyin[:1].isupper()
+        for acr in _acronyms(defs):
+            # "artificial intelligence (AI)": the abbreviation is the headword's too, kept
+            # apart from the lower-cased senses (AI is not the surname Ai)
+            phrase[acr].append((entry_id(simp), 1.0))
         if not f and len(simp) > 2 and not proper:
             continue  # a rare compound jieba does not know: never a good query term
         # normalise the whole definition line at once; "/" and "; " survive,
@@ -1102,6 +1106,24 @@ def _build_index(path: str) -> _Index:
     phrase.default_factory = None
     word.default_factory = None
     return _Index(phrase, word, simp_list, prior_list)
+
+
+_ACRONYM_RX = re.compile(r"([A-Za-z][A-Za-z\- ]*?)\s*\(([A-Z]{2,6})\)")
+_ACRONYM_SKIP = frozenset({"of", "and", "the", "for", "in", "on", "to", "a", "an"})
+
+
+def _acronyms(defs: str) -> list[str]:
+    """The abbreviations a definition line gives in parentheses after the words they abbreviate
+    ("gross domestic product (GDP)"); not a parenthetical that only tags a context ("(NBA)"
+    after a player's name), which the words' initials do not spell."""
+    out = []
+    for sense in defs.split("/"):
+        for m in _ACRONYM_RX.finditer(sense):
+            acr = m.group(2)
+            words = [w for w in re.split(r"[\s\-]+", m.group(1).lower()) if w and w not in _ACRONYM_SKIP]
+            if len(words) >= len(acr) and "".join(w[0] for w in words[-len(acr):]) == acr.lower():
+                out.append(acr)
+    return out
 
 
 def _encode(idx: _Index, post: dict) -> dict[str, str]:
@@ -1580,11 +1602,22 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
                 continue
             cands = None
             terms = _word_facts(p)
+            acronym = orig.isupper() and 2 <= len(orig) <= 6 and len(parts) == 1
+            if terms is None and acronym:
+                # an abbreviation as written: the dictionary's expansions of it (AI ->
+                # 人工智能), not the lower-cased word's senses (the surname Ai), and the
+                # abbreviation itself when the documents keep it ("AI+制造")
+                idx = idx or _index()
+                cands = _postings(idx, idx.phrase.get(orig))
+                terms = _rank(cands, vocab) if cands else []
+                if vocab is not None and p in vocab:
+                    terms = [p] + terms
+                terms = terms or None
             if terms is None:
                 idx = idx or _index()
                 cands = _word_candidates(p, idx)
                 terms = _rank(cands, vocab)
-            if not terms and orig.isupper() and 2 <= len(orig) <= 6:
+            if not terms and acronym:
                 terms = [orig]  # unknown acronym: Chinese text often keeps it ("PPT智能")
             if not terms and vocab is not None and len(parts) == 1 and _is_name_word(orig, i):
                 # a Western name no dictionary knows: the documents may write it by sound

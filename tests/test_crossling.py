@@ -312,3 +312,20 @@ def test_transliteration_sound_classes():
     assert sim(sk("Kamehameha"), hk("卡美哈梅哈")) == 1.0
     assert sim(sk("Mladen"), hk("姆拉登")) > 0.9 > sim(sk("Mladen"), hk("密尔顿"))
     assert sim(sk("Spalletti"), hk("市场")) < 0.5
+
+
+def test_an_abbreviation_is_read_as_the_dictionary_abbreviates():
+    # CC-CEDICT writes an abbreviation in parentheses after the words it abbreviates
+    assert crossling._acronyms("artificial intelligence (AI)") == ["AI"]
+    assert crossling._acronyms("World Trade Organization (WTO)") == ["WTO"]
+    # a parenthetical that tags a context is not one: its initials do not spell it
+    assert crossling._acronyms("Pau Gasol (1980-), Spanish basketball player (NBA)") == []
+    # "AI" as written is 人工智能, not the surname Ai (艾) the lower-cased word would find
+    terms = bridge_terms("Which city set up the first AI bureau?")
+    assert "人工智能" in terms and not any(t.startswith("艾") for t in terms)
+    # documents that keep the abbreviation are searched by it too
+    from rag.crossling import CorpusVocab
+
+    vocab = CorpusVocab({"ai", "人工智能", "城市"})
+    groups = crossling.bridge_groups("Which city set up the first AI bureau?", vocab)
+    assert ["ai", "人工智能"] in groups
