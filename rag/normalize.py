@@ -17,15 +17,14 @@ _TONE = "āáǎàēéěèīíǐìōóǒòūúǔùüǘǚǜ"
 # `制造業(yè)`: a pinyin syllable with a tone mark, in ASCII or full-width
 # parentheses, glued to the ideograph it annotates. Requiring the tone mark
 # keeps real parentheticals like `(2025年)` or `(AI)` intact.
-_PINYIN_RE = re.compile(
-    rf"(?<=[^\sA-Za-z0-9(（])[(（][a-zü{_TONE}]*[{_TONE}][a-zü{_TONE}]*[)）]"
-)
+_SYLLABLE = rf"[a-zü{_TONE}]*[{_TONE}][a-zü{_TONE}]*"  # a pinyin syllable with its tone mark
+_PINYIN_RE = re.compile(rf"(?<=[^\sA-Za-z0-9(（])[(（]{_SYLLABLE}[)）]")
 # A pinyin annotation whose `(` and annotated character were lost to mojibake
 # (`變?yōu)樽非`: UTF-8 bytes once decoded as GBK, the lost bytes shown as `?`). The
 # `?` is not a question mark: read as one, it ended a sentence mid-clause and cut the
 # rest of the sentence off every quote of it. It becomes U+FFFD, the replacement
 # character (the annotated character is lost), and the pinyin tail goes as annotations do.
-_DAMAGED_PINYIN_RE = re.compile(rf"\?[a-zü{_TONE}]*[{_TONE}][a-zü{_TONE}]*\)")
+_DAMAGED_PINYIN_RE = re.compile(rf"\?{_SYLLABLE}\)")
 LOST = "\ufffd"
 # ASCII punctuation that the scrape used inside Chinese text.
 _ASCII_TO_FULL = {",": "，", ":": "：", ";": "；", "?": "？", "!": "！"}
