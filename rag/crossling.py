@@ -62,7 +62,7 @@ import os
 import re
 import threading
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -960,7 +960,7 @@ _SENSE_WORD_RX = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 _LEADING = frozenset({"to", "a", "an", "the"})
 _SENSE_STOP = frozenset({"sb", "sth", "one's", "oneself", "etc", "of", "a", "an", "the", "to", "and", "or"})
 _SHAPE = {1: 0.55, 2: 1.0, 3: 0.95, 4: 0.8}
-_CACHE_VERSION = "9"
+_CACHE_VERSION = "10"
 
 
 @dataclass
@@ -1018,6 +1018,7 @@ def _build_index(path: str) -> _Index:
     word: defaultdict[str, list[tuple[int, float]]] = defaultdict(list)
     seen_simp: dict[str, int] = {}
     words_rx = _SENSE_WORD_RX.findall
+    heads: defaultdict[str, set[str]] = defaultdict(set)  # last word of a short sense -> headwords
     rank_of = [1.0 / (1.0 + 0.12 * i) for i in range(_MAX_SENSES)]
     skip, rare_rx, leading, sense_stop = _SKIP_PREFIXES, _RARE_RX, _LEADING, _SENSE_STOP
 
@@ -1073,6 +1074,8 @@ def _build_index(path: str) -> _Index:
             if eid < 0:
                 eid = entry_id(simp)
             phrase[" ".join(words)].append((eid, rank))
+            if 2 <= len(words) <= 4 and len(simp) >= 2:
+                heads[words[-1]].add(simp)
             if len(words) < 2:
                 continue
             content = [w for w in words if w not in sense_stop]
@@ -1103,9 +1106,38 @@ def _build_index(path: str) -> _Index:
         if pr > prior_list[eid]:  # max over several readings of one headword
             prior_list[eid] = pr
 
+    for w, hw in heads.items():
+        suffix = _head_morpheme(w, hw)
+        if suffix:
+            phrase[_HEAD_KEY + w] = [(entry_id(suffix), _HEAD_QUALITY)]
     phrase.default_factory = None
     word.default_factory = None
     return _Index(phrase, word, simp_list, prior_list)
+
+
+# An English noun that the dictionary defines only inside longer names ("public security
+# bureau" 公安局, "earthquake bureau" 地震局, "statistics bureau" …) is translated by the
+# character those names end in: Chinese and English noun phrases both put the head last.
+# Learnt from the dictionary at index build (no word list): the last word of the short
+# senses (2-4 words) of at least _HEAD_MIN headwords, whose last one or two characters are
+# shared by at least _HEAD_SHARE of them. Looked up with a low score (_HEAD_QUALITY), so
+# the morpheme only stands in when none of the word's own translations is in the documents.
+_HEAD_KEY = "~head "
+_HEAD_MIN = 4
+_HEAD_SHARE = 0.6
+_HEAD_QUALITY = 0.3
+
+
+def _head_morpheme(word: str, headwords: set[str]) -> str | None:
+    if len(headwords) < _HEAD_MIN or len(word) < 3 or not word.isalpha():
+        return None
+    for size in (2, 1):  # the longer shared ending first (大学 "university", not 学)
+        counts = Counter(h[-size:] for h in headwords if len(h) > size)
+        if counts:
+            suffix, k = counts.most_common(1)[0]
+            if k >= _HEAD_MIN and k / len(headwords) >= _HEAD_SHARE:
+                return suffix
+    return None
 
 
 _ACRONYM_RX = re.compile(r"\(([A-Z]{2,6})\)")
@@ -1301,12 +1333,13 @@ def _word_candidates(w: str, idx: _Index) -> dict[str, float]:
         _postings(idx, idx.phrase[f], 1.0 if k == 0 else 0.9)
         for k, f in enumerate(forms) if f in idx.phrase
     ]
+    head = next((_postings(idx, idx.phrase[_HEAD_KEY + f]) for f in forms if _HEAD_KEY + f in idx.phrase), {})
     if exact:
-        return _merge(*exact, _postings(idx, idx.word.get(forms[0]), 0.8))
+        return _merge(*exact, _postings(idx, idx.word.get(forms[0]), 0.8), head)
     for f in forms:
         if f in idx.word:
-            return _postings(idx, idx.word[f])
-    return {}
+            return _merge(_postings(idx, idx.word[f]), head)
+    return head
 
 
 # --------------------------------------------------------------------------

@@ -314,6 +314,24 @@ def test_transliteration_sound_classes():
     assert sim(sk("Spalletti"), hk("市场")) < 0.5
 
 
+def test_a_noun_the_dictionary_defines_only_inside_names_is_bridged_by_their_last_character():
+    """"bureau" is in CC-CEDICT as 公安局 "public security bureau", 地震局 "earthquake
+    bureau" …, and alone only as 署 or 办公室: documents that write 人工智能局 (jieba: 人工智能 /
+    局) are found by the character those names share, learnt from the dictionary."""
+    from rag.crossling import CorpusVocab
+
+    assert crossling._head_morpheme("bureau", {"公安局", "地震局", "安全局", "气象局", "分社"}) == "局"
+    # the longer shared ending wins (大学, not 学); too few names, or no shared ending: none
+    assert crossling._head_morpheme("university", {"北京大学", "复旦大学", "南开大学", "同济大学"}) == "大学"
+    assert crossling._head_morpheme("bureau", {"公安局", "地震局", "安全局"}) is None
+    assert crossling._head_morpheme("level", {"上游", "下级", "低层", "中游", "高阶"}) is None
+    vocab = CorpusVocab({"局", "人工智能", "城市"})
+    assert ["局"] in crossling.bridge_groups("Which city set up the AI bureau?", vocab)
+    # only a stand-in: a translation of the word itself that the documents hold comes first
+    vocab = CorpusVocab({"局", "办公室"})
+    assert crossling.bridge_groups("the bureau", vocab) == [["办公室"]]
+
+
 def test_an_abbreviation_is_read_as_the_dictionary_abbreviates():
     # CC-CEDICT writes an abbreviation in parentheses after the words it abbreviates
     assert crossling._acronyms("artificial intelligence (AI)") == ["AI"]
