@@ -303,6 +303,26 @@ class Assistant:
         return load_document(path, seeds).text
 
     # ---- answering -----------------------------------------------------
+    # Questions that only exercise the code paths (any text would do): one Chinese, one English.
+    _WARM_QUESTIONS = ("这是关于什么的？", "What is this about?")
+
+    def warm(self) -> None:
+        """Pay the first questions' one-time costs now (`rag serve` calls this in a background
+        thread at start): the embedding model's first run, jieba, the gate's and picker's
+        files, and for English the CC-CEDICT reverse index and the index's vocabulary. Without
+        it the first Chinese and the first English question each waited ~0.8 s more than the
+        next one (`python bench/first_question.py`). Extractive only: it loads no LLM. Never
+        raises: a failure here is the first real question's to report."""
+        from rag.crossling import warm as warm_bridge
+        from rag.lang import detect_lang
+
+        try:
+            warm_bridge()
+            for q in self._WARM_QUESTIONS:
+                self.extractive.answer(q, self.search(q), detect_lang(q))
+        except Exception:  # noqa: BLE001 - a warm-up must not take the server down
+            log.debug("warm-up failed", exc_info=True)
+
     @property
     def answerer(self):
         with self._lock:

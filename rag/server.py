@@ -26,6 +26,7 @@ import logging
 import math
 import secrets
 import sys
+import threading
 import time
 import uuid
 from typing import Any, Iterator
@@ -605,6 +606,8 @@ def run(settings: Settings | None = None, host: str | None = None, port: int | N
     port = port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})  # the Host check knows the bind
     assistant = Assistant.from_settings(settings)
+    # the first question of a fresh server no longer pays the one-time loads
+    threading.Thread(target=assistant.warm, name="rag-warm", daemon=True).start()
     app = create_app(assistant, settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"Serving on http://{shown}:{port}/  (page)  ·  /v1 (OpenAI API)  ·  /api/search", flush=True)

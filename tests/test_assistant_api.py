@@ -82,3 +82,49 @@ def test_english_document_answers_english_question(assistant):
     ans = assistant.ask("When does the Blue Heron Robotics Fair take place?")
     assert not ans.refused and ans.citations[0].source == "fair.md"
     assert "March" in ans.text and "original Chinese" not in ans.text
+
+
+def test_warm_pays_the_first_questions_loads_and_never_raises(assistant, monkeypatch):
+    """`rag serve` warms the assistant in a background thread at start: afterwards the
+    English bridge (CC-CEDICT index, the index's vocabulary) and the picker are loaded,
+    so the first user question does not wait for them. A failing warm-up is silent."""
+    from rag import crossling
+
+    monkeypatch.setattr(crossling, "_INDEX", None)
+    assistant.extractive._picker = None
+    assistant.searcher._vocab = None
+    assistant.warm()
+    assert crossling._INDEX is not None
+    assert assistant.searcher._vocab is not None  # built by the English question's search
+    assert assistant.extractive._picker is not None
+
+    def broken(*a, **k):
+        raise RuntimeError("index gone")
+
+    monkeypatch.setattr(assistant, "search", broken)
+    assistant.warm()  # logged, not raised
+
+
+def test_serve_starts_the_warm_up_before_serving(monkeypatch):
+    import threading
+
+    import uvicorn
+
+    from rag import server
+
+    calls = []
+
+    class FakeAssistant:
+        settings = None
+
+        def warm(self):
+            calls.append(threading.current_thread().name)
+
+    monkeypatch.setattr(Assistant, "from_settings", classmethod(lambda cls, s: FakeAssistant()))
+    monkeypatch.setattr(server, "create_app", lambda a, s: object())
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append("served"))
+    server.run()
+    for t in threading.enumerate():
+        if t.name == "rag-warm":
+            t.join(5)
+    assert "rag-warm" in calls and "served" in calls
