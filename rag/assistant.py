@@ -309,9 +309,10 @@ class Assistant:
     def warm(self) -> None:
         """Pay the first questions' one-time costs now (`rag serve` calls this in a background
         thread at start): the embedding model's first run, jieba, the gate's and picker's
-        files, and for English the CC-CEDICT reverse index and the index's vocabulary. Without
-        it the first Chinese and the first English question each waited ~0.8 s more than the
-        next one (`python bench/first_question.py`). Extractive only: it loads no LLM. Never
+        files, and for English the CC-CEDICT reverse index and the index's vocabulary with its
+        readings of names (pinyin, Japanese, transliteration skeletons). Without it the first
+        Chinese question of a process took 1.2 s instead of 0.03 s, and the first English one
+        naming someone 2.3 s (`python bench/first_question.py`, the seed index). Extractive only: it loads no LLM. Never
         raises: a failure here is the first real question's to report."""
         from rag.crossling import warm as warm_bridge
         from rag.lang import detect_lang
@@ -320,6 +321,7 @@ class Assistant:
             warm_bridge()
             for q in self._WARM_QUESTIONS:
                 self.extractive.answer(q, self.search(q), detect_lang(q))
+            self.searcher.vocab.warm()  # names in English questions: readings, transliterations
         except Exception:  # noqa: BLE001 - a warm-up must not take the server down
             log.debug("warm-up failed", exc_info=True)
 

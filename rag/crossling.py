@@ -566,6 +566,14 @@ class CorpusVocab:
     def __contains__(self, term: str) -> bool:
         return term in self.terms
 
+    def warm(self) -> None:
+        """Build now what English questions with names build on first use: the terms'
+        pinyin / Sino-Vietnamese readings, their Japanese first-character index and their
+        transliteration skeletons (`Assistant.warm`, at server start)."""
+        self.pinyin()
+        self.japanese("warm")
+        self._xlit_index()
+
     def pinyin(self) -> dict[str, list[str]]:
         """Reading key (pinyin, or Sino-Vietnamese) -> Chinese terms of 2+ characters
         (built on first use)."""

@@ -96,6 +96,7 @@ def test_warm_pays_the_first_questions_loads_and_never_raises(assistant, monkeyp
     assistant.warm()
     assert crossling._INDEX is not None
     assert assistant.searcher._vocab is not None  # built by the English question's search
+    assert assistant.searcher._vocab._pinyin is not None  # names' readings
     assert assistant.extractive._picker is not None
 
     def broken(*a, **k):
