@@ -975,10 +975,11 @@ _CACHE_VERSION = "10"
 class _Index:
     """English key -> Chinese headwords with scores.
 
-    Freshly built: values are lists of (entry id, quality) and `simp`/`prior`
-    resolve entry ids. Loaded from the cache: values are strings
-    "headword score headword score ..." (best first, pruned to _KEEP_POSTINGS),
-    which keeps the cache file small and quick to load.
+    As `_build_index` makes it: values are lists of (entry id, quality) and
+    `simp`/`prior` resolve entry ids. As used (`_load_index`, from the cache or
+    just built and `_encode`d): values are strings "headword score headword
+    score ..." (best first, pruned to _KEEP_POSTINGS), which keeps the cache
+    file small and quick to load.
     """
 
     phrase: dict   # whole normalised sense ("state council")
@@ -1180,9 +1181,6 @@ def _encode(idx: _Index, post: dict) -> dict[str, str]:
     simp, prior = idx.simp, idx.prior
     out: dict[str, str] = {}
     for key, hits in post.items():
-        if isinstance(hits, str):
-            out[key] = hits
-            continue
         if len(hits) == 1:  # most keys: no merging or sorting needed
             e, q = hits[0]
             out[key] = f"{simp[e]} {q * prior[e]:.4f}"
@@ -1208,7 +1206,7 @@ def _cache_file(path: str) -> str | None:
 
 def _write_cache(cache: str, idx: _Index) -> None:
     try:  # best effort; a read-only home just means no cache
-        data = (_encode(idx, idx.phrase), _encode(idx, idx.word))
+        data = (idx.phrase, idx.word)  # already in the cached form (_load_index)
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         tmp = f"{cache}.{os.getpid()}.{threading.get_ident()}.tmp"
         with open(tmp, "wb") as fh:
@@ -1266,19 +1264,12 @@ def _index() -> _Index:
 # Query side
 # --------------------------------------------------------------------------
 
-def _postings(idx: _Index, hits, weight: float = 1.0) -> dict[str, float]:
-    """headword -> score for one key's postings (either representation)."""
+def _postings(hits: str | None, weight: float = 1.0) -> dict[str, float]:
+    """headword -> score for one key's postings ("headword score ...", see _Index)."""
     if not hits:
         return {}
-    if isinstance(hits, str):
-        parts = hits.split(" ")
-        return {parts[i]: float(parts[i + 1]) * weight for i in range(0, len(parts), 2)}
-    out: dict[str, float] = {}
-    for e, q in hits:
-        h, sc = idx.simp[e], q * idx.prior[e] * weight
-        if sc > out.get(h, 0.0):
-            out[h] = sc
-    return out
+    parts = hits.split(" ")
+    return {parts[i]: float(parts[i + 1]) * weight for i in range(0, len(parts), 2)}
 
 
 def _merge(*posts: dict[str, float]) -> dict[str, float]:
@@ -1321,7 +1312,7 @@ def _lookup_phrase(key: str, idx: _Index, vocab: CorpusVocab | None = None) -> l
 
 
 def _phrase_candidates(key: str, idx: _Index) -> dict[str, float]:
-    return _postings(idx, idx.phrase.get(key))
+    return _postings(idx.phrase.get(key))
 
 
 def _lookup_word(w: str, idx: _Index, vocab: CorpusVocab | None = None) -> list[str]:
@@ -1343,15 +1334,15 @@ def _word_candidates(w: str, idx: _Index) -> dict[str, float]:
     # exact definitions ("market" -> 市场) beat words inside longer senses;
     # the word as written and its base forms ("cities" -> "city") are pooled
     exact = [
-        _postings(idx, idx.phrase[f], 1.0 if k == 0 else 0.9)
+        _postings(idx.phrase[f], 1.0 if k == 0 else 0.9)
         for k, f in enumerate(forms) if f in idx.phrase
     ]
-    head = next((_postings(idx, idx.phrase[_HEAD_KEY + f]) for f in forms if _HEAD_KEY + f in idx.phrase), {})
+    head = next((_postings(idx.phrase[_HEAD_KEY + f]) for f in forms if _HEAD_KEY + f in idx.phrase), {})
     if exact:
-        return _merge(*exact, _postings(idx, idx.word.get(forms[0]), 0.8), head)
+        return _merge(*exact, _postings(idx.word.get(forms[0]), 0.8), head)
     for f in forms:
         if f in idx.word:
-            return _merge(_postings(idx, idx.word[f]), head)
+            return _merge(_postings(idx.word[f]), head)
     return head
 
 
@@ -1663,7 +1654,7 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
                 # 人工智能), not the lower-cased word's senses (the surname Ai), and the
                 # abbreviation itself when the documents keep it ("AI+制造")
                 idx = idx or _index()
-                cands = _postings(idx, idx.phrase.get(orig))
+                cands = _postings(idx.phrase.get(orig))
                 terms = _rank(cands, vocab) if cands else []
                 if vocab is not None and p in vocab:
                     terms = [p] + terms
