@@ -554,6 +554,7 @@ class CorpusVocab:
         self._ja_first: dict[str, list[str]] | None = None
         self._xlit: dict[str, list[str]] | None = None
         self._xlit_memo: dict[str, list[str]] = {}
+        self._ordered: list[str] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -565,6 +566,15 @@ class CorpusVocab:
 
     def __contains__(self, term: str) -> bool:
         return term in self.terms
+
+    def ordered(self) -> list[str]:
+        """The terms in code-point order (sorted once). The readings and transliteration
+        indexes are built in this order, so terms that read alike (北京 / 背景 "beijing")
+        come out in the same order in every process; the frozenset's own order follows
+        the string hash, which Python seeds anew per process."""
+        if self._ordered is None:
+            self._ordered = sorted(self.terms)
+        return self._ordered
 
     def warm(self) -> None:
         """Build now what English questions with names build on first use: the terms'
@@ -587,7 +597,7 @@ class CorpusVocab:
                 return
             index: dict[str, list[str]] = {}
             pieces: list[dict[str, list[str]]] = []
-            han = [t for t in self.terms if all(_HAN_RX.match(c) for c in t)]
+            han = [t for t in self.ordered() if all(_HAN_RX.match(c) for c in t)]
             for table in _reading_tables():
                 system: dict[str, list[str]] = {}
                 for t in han:
@@ -609,7 +619,7 @@ class CorpusVocab:
         with self._lock:
             if self._ja_first is None:
                 first: dict[str, list[str]] = {}
-                for t in self.terms:
+                for t in self.ordered():
                     if 2 <= len(t) <= 4 and all(_HAN_RX.match(c) for c in t):
                         for r in table.get(ord(t[0]), ()):
                             first.setdefault(r, []).append(t)
@@ -624,7 +634,7 @@ class CorpusVocab:
     def latin_terms(self) -> list[str]:
         """The documents' Latin-script terms (original names, Latin binomials), sorted."""
         if self._latin is None:
-            self._latin = sorted(t for t in self.terms if t.isascii() and t.isalpha() and len(t) >= 4)
+            self._latin = [t for t in self.ordered() if t.isascii() and t.isalpha() and len(t) >= 4]
         return self._latin
 
     def latin_near(self, word: str, limit: int = 2) -> list[str]:
@@ -654,7 +664,7 @@ class CorpusVocab:
             with self._lock:
                 if self._xlit is None:
                     index: dict[str, list[str]] = {}
-                    for t in self.terms:
+                    for t in self.ordered():
                         if not 2 <= len(t) <= _XLIT_MAX_CHARS or not all(_HAN_RX.match(c) for c in t):
                             continue
                         skel = han_skeleton(t)
