@@ -581,7 +581,7 @@ class CorpusVocab:
         pinyin / Sino-Vietnamese readings, their Japanese first-character index and their
         transliteration skeletons (`Assistant.warm`, at server start)."""
         self.pinyin()
-        self.japanese("warm")
+        self._ja_index(_japanese_readings())
         self._xlit_index()
 
     def pinyin(self) -> dict[str, list[str]]:
@@ -616,6 +616,17 @@ class CorpusVocab:
         table = _japanese_readings()
         if not table or len(key) < 4:
             return []
+        first = self._ja_index(table)
+        out = []
+        for p in range(1, min(len(key), 8) + 1):
+            for t in first.get(key[:p], ()):
+                if _reads_as(t, key, table) and t not in out:
+                    out.append(t)
+        return sorted(out, key=len, reverse=True)[:limit]
+
+    def _ja_index(self, table: dict[int, tuple[str, ...]]) -> dict[str, list[str]]:
+        """Japanese reading of a first character -> the documents' terms of 2-4 characters
+        starting with it (built on first use, once per index)."""
         with self._lock:
             if self._ja_first is None:
                 first: dict[str, list[str]] = {}
@@ -624,12 +635,7 @@ class CorpusVocab:
                         for r in table.get(ord(t[0]), ()):
                             first.setdefault(r, []).append(t)
                 self._ja_first = first
-        out = []
-        for p in range(1, min(len(key), 8) + 1):
-            for t in self._ja_first.get(key[:p], ()):
-                if _reads_as(t, key, table) and t not in out:
-                    out.append(t)
-        return sorted(out, key=len, reverse=True)[:limit]
+        return self._ja_first
 
     def latin_terms(self) -> list[str]:
         """The documents' Latin-script terms (original names, Latin binomials), sorted."""
