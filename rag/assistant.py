@@ -312,8 +312,9 @@ class Assistant:
         files, and for English the CC-CEDICT reverse index and the index's vocabulary with its
         readings of names (pinyin, Japanese, transliteration skeletons). Without it the first
         Chinese question of a process took 1.2 s instead of 0.03 s, and the first English one
-        naming someone 2.3 s (`python bench/first_question.py`, the seed index). Extractive only: it loads no LLM. Never
-        raises: a failure here is the first real question's to report."""
+        naming someone 2.3 s (`python bench/first_question.py`, the seed index). Extractive
+        only: it loads no LLM. Never raises: a failure here is the first real question's to
+        report."""
         from rag.crossling import warm as warm_bridge
         from rag.lang import detect_lang
 
