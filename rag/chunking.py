@@ -17,8 +17,9 @@ from rag.types import Chunk
 # rag/normalize.py or this module changes the chunks a file gives: an index made with
 # another version re-reads every file at its next `rag index` (chunk ids are content
 # hashes, so only the chunks that changed are embedded again). 2: a pinyin annotation
-# damaged by mojibake no longer ends a sentence.
-TEXT_VERSION = 2
+# damaged by mojibake no longer ends a sentence. 3: a title line of an English document
+# longer than 40 characters is a heading (rag/normalize.py `_short_line`), not a paragraph.
+TEXT_VERSION = 3
 
 # A sentence ends at terminal punctuation (a run of it, e.g. `……` or `？！`),
 # plus any closing quotes/brackets that follow. ASCII `.` ends a sentence only

@@ -187,6 +187,21 @@ def detect_mojibake(original: str) -> list[Mojibake]:
     return found
 
 
+# A heading is short: 40 characters of Chinese, or in a Latin-script language as many
+# words as Chinese says in 40 characters (an English word carries about what 1.5-2 Chinese
+# characters do; "Halvorsen Marine Group: 2024 Annual Results Summary" is a title at 51
+# characters, 7 words).
+_HEADING_MAX_CHARS = 40
+_HEADING_MAX_WORDS = 12
+_LATIN_WORD_RE = re.compile(r"[A-Za-z0-9][\w'’\-]*")
+
+
+def _short_line(line: str) -> bool:
+    if len(line) <= _HEADING_MAX_CHARS:
+        return True
+    return not _CJK_RE.search(line) and len(_LATIN_WORD_RE.findall(line)) <= _HEADING_MAX_WORDS
+
+
 def _ends_sentence(line: str) -> bool:
     s = line.rstrip(_CLOSERS + " ")
     return bool(s) and s[-1] in TERMINAL
@@ -230,9 +245,11 @@ def clean_document(original: str, *, markdown: bool = False) -> CleanDocument:
                 blocks.append(Block("heading", a, b))
             continue
         is_heading = (
-            len(line) <= 40
+            _short_line(line)
             and not _ends_sentence(line)
             and not line.endswith(("：", ":", "，", ","))
+            # "." ends an English sentence (a Chinese title may end in one: 奇迹少女KOBATO.)
+            and not (line.endswith(".") and not _CJK_RE.search(line))
             and bool(_CJK_RE.search(line) or line[:1].isupper())
         )
         blocks.append(Block("heading" if is_heading else "para", a, b))

@@ -111,3 +111,16 @@ def test_bad_files_are_user_errors(tmp_path):
         decode_bytes(b"\x00\x01\x02PNG\x00" * 20, "x.txt")
     with pytest.raises(UserError, match="cannot read"):
         load_document(tmp_path / "missing.txt", tmp_path)
+
+
+def test_an_english_title_is_a_heading_by_its_words_not_its_characters():
+    """A title of an English document runs past 40 characters in a few words; it is the
+    heading of its chunks, not a paragraph of its own (a sentence, however short, is not)."""
+    from rag.normalize import clean_document
+
+    text = ("Halvorsen Marine Group: 2024 Annual Results Summary\n\n"
+            "Halvorsen Marine Group reported revenue of 14.6 billion kroner.\n\n"
+            "Revenue rose while the shipbuilding division delivered eleven vessels and the order book grew\n")
+    cd = clean_document(text)
+    kinds = [(b.kind, cd.clean.text[b.start:b.end][:20]) for b in cd.blocks]
+    assert kinds == [("heading", "Halvorsen Marine Gro"), ("para", "Halvorsen Marine Gro"), ("para", "Revenue rose while t")]
