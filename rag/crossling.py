@@ -87,6 +87,11 @@ _MAX_NGRAM = 6
 _STOPWORDS = stopwords("bridge")
 
 
+# A Chinese term's English word found inside a longer sense ("net profit" for 利润) counts
+# less than one that is a whole sense: the weight `_postings` gives the `word` index.
+_GLOSS_INSIDE = 0.6
+
+
 _WORD_RX = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*%?")
 _HAN_RX = CJK_RE
 
@@ -131,10 +136,16 @@ _BRITISH_OUR = re.compile(
     r"(?<=[a-z]{3})our(?=(?:s|ed|ing|al|ally|ite|ites|ful|hood|hoods|able|ably|er|ers|ist|ists|less)?$)")
 
 
+# "-tre" / "-bre" (centre, metres, theatre, fibre, calibre): American "-ter", "-ber"; acre,
+# genre, ogre keep theirs (no t or b before the "re").
+_BRITISH_RE = re.compile(r"(?<=[a-z]{2})([tb])r(e|es|ed)$")
+
+
 def _american_word(w: str) -> str:
     """One lower-cased word in CC-CEDICT's American spelling ("specialise" -> "specialize",
     "labour" -> "labor"), or the word itself."""
-    return _BRITISH_OUR.sub("or", _BRITISH_ISE.sub(r"iz\1", w))
+    w = _BRITISH_OUR.sub("or", _BRITISH_ISE.sub(r"iz\1", w))
+    return _BRITISH_RE.sub(lambda m: m.group(1) + "er" + {"e": "", "es": "s", "ed": "ed"}[m.group(2)], w)
 
 
 def _american(phrase: str) -> str:
@@ -555,6 +566,10 @@ class CorpusVocab:
         self._xlit: dict[str, list[str]] | None = None
         self._xlit_memo: dict[str, list[str]] = {}
         self._ordered: list[str] | None = None
+        self._glosses: dict[str, list[tuple[str, float]]] | None = None
+        self._english: list[str] | None = None
+        self._english_set: frozenset[str] | None = None
+        self._latin_xlit: dict[str, list[str]] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -765,6 +780,103 @@ class CorpusVocab:
                     consider(run, han_skeleton(run))
         best = sorted(scored.items(), key=lambda kv: (-kv[1], -len(kv[0]), kv[0]))
         return [t for t, sc in best if sc >= best[0][1] - _XLIT_NEAR_BEST][:_PER_WORD]
+
+    # ---- Chinese questions over English documents ---------------------------
+    def english_words(self) -> list[str]:
+        """The documents' English words (Latin letters only, two or more; the index's terms
+        hold no function words), sorted."""
+        if self._english is None:
+            self._english = [t for t in self.ordered() if t.isascii() and t.isalpha() and len(t) >= 2]
+        return self._english
+
+    def glosses(self) -> dict[str, list[tuple[str, float]]]:
+        """Chinese headword -> the documents' English words that translate it, best first:
+        the CC-CEDICT bridge read backwards, from the documents' side. Each English word of
+        the documents (and its base forms: "companies" -> company) is looked up as an
+        English question's word is; every headword it reaches gets it, with the same score
+        (how definitional the sense, how common the headword). Built on first use; a
+        collection with no English words builds an empty map."""
+        if self._glosses is None:
+            with self._lock:
+                if self._glosses is None:
+                    words = self.english_words()
+                    rev: dict[str, dict[str, float]] = {}
+                    if words:
+                        idx = _index()
+                        for w in words:
+                            for key in [w, *_lemma_candidates(w)]:
+                                for post, weight in ((idx.phrase.get(key), 1.0), (idx.word.get(key), _GLOSS_INSIDE)):
+                                    for h, sc in _postings(post, weight).items():
+                                        got = rev.setdefault(h, {})
+                                        if sc > got.get(w, 0.0):
+                                            got[w] = sc
+                    self._glosses = {h: sorted(ws.items(), key=lambda kv: (-kv[1], kv[0])) for h, ws in rev.items()}
+        return self._glosses
+
+    def english_for(self, term: str, limit: int = _PER_WORD) -> list[str]:
+        """The documents' English words for one simplified Chinese search term: its
+        dictionary senses that the documents use (within _REL_CUTOFF of the best), else the
+        pinyin of a name the documents write in Latin letters (神宗 -> "shenzong"; of a
+        three-character personal name, its given name too: 王安石 -> "anshi"), else a
+        Western name's transliteration read back (迈特纳 -> "meitner")."""
+        if not _HAN_RX.match(term[:1] or " "):
+            return []
+        got = self.glosses().get(term)
+        if got:
+            best = got[0][1]
+            return [w for w, sc in got if sc >= best * _REL_CUTOFF][:limit]
+        if len(term) < 2:
+            return []
+        if self._english_set is None:
+            self._english_set = frozenset(self.english_words())
+        words = self._english_set
+        keys = pinyin_keys(term)
+        if len(term) == 3:
+            keys += pinyin_keys(term[1:])
+        out = [k for k in dict.fromkeys(keys) if k in words]
+        if out:
+            return out[:limit]
+        return self.latin_transliterations(term)[:limit]
+
+    def _latin_xlit_index(self) -> dict[str, list[str]]:
+        """Coarse skeleton key -> the documents' English words of _XLIT_MIN_LETTERS+ letters
+        that read so, also less one consonant after the first (a transliteration keeps the
+        first and may drop one: the mirror of `transliterations`); built on first use."""
+        if self._latin_xlit is None:
+            with self._lock:
+                if self._latin_xlit is None:
+                    index: dict[str, list[str]] = {}
+                    for w in self.english_words():
+                        if len(w) >= _XLIT_MIN_LETTERS:
+                            skel = latin_skeleton(w)
+                            if _hard_count(skel) >= _XLIT_MIN_HARD:
+                                keys = set(_coarse_keys(skel))
+                                for k in list(keys):  # a transliteration may drop one (Halvorsen 哈尔沃森)
+                                    if len(k) > _XLIT_MIN_HARD:
+                                        keys.update(k[:i] + k[i + 1:] for i in range(1, len(k)))
+                                for k in sorted(keys):
+                                    index.setdefault(k, []).append(w)
+                    self._latin_xlit = index
+        return self._latin_xlit
+
+    def latin_transliterations(self, term: str) -> list[str]:
+        """The documents' English words that the Chinese term transliterates (迈特纳 ->
+        "meitner"): words sharing a skeleton key with the term, kept at a similarity of at
+        least _XLIT_MIN_SIM (`xlit_similarity`, as `transliterations` scores the other way),
+        best first. A common word of jieba's dictionary is no transliteration."""
+        if not 2 <= len(term) <= _XLIT_MAX_CHARS or _common_word(term):
+            return []
+        sk = han_skeleton(term)
+        if not sk:
+            return []
+        index = self._latin_xlit_index()
+        scored: dict[str, float] = {}
+        for k in _coarse_keys(sk):
+            for w in index.get(k, ()):
+                if w not in scored:
+                    scored[w] = xlit_similarity(latin_skeleton(w), sk)
+        best = sorted(((sc, w) for w, sc in scored.items() if sc >= _XLIT_MIN_SIM), key=lambda x: (-x[0], x[1]))
+        return [w for sc, w in best if sc >= best[0][0] - _XLIT_NEAR_BEST]
 
     # ---- co-occurrence (needs `chunks`) -----------------------------------
     def positions(self, term: str):
@@ -1531,6 +1643,39 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
         if all(parts):
             return list(dict.fromkeys(parts[0] + parts[1])), 2
     return [], 0
+
+
+_XLIT_RUN_PIECES = 4  # a name read back from at most this many untranslated pieces
+
+
+def english_alternatives(tokens: list[str], vocab: CorpusVocab | None) -> list[list[str]]:
+    """For a Chinese question's search tokens (in question order): each token's English
+    words in the documents (`CorpusVocab.english_for`), so that a Chinese question finds and
+    covers English passages. A Western name the tokeniser cut into pieces that have no
+    translation of their own (哈尔 + 沃森) is read back whole from the run of such pieces
+    ("halvorsen"), and each piece gets it. [] per token without English words, and for
+    every token when the documents hold no English."""
+    out: list[list[str]] = [[] for _ in tokens]
+    if vocab is None or not vocab.english_words():
+        return out
+    for i, t in enumerate(tokens):
+        out[i] = vocab.english_for(t)
+    i = 0
+    while i < len(tokens):  # runs of untranslated Chinese pieces, read back as one name
+        j = i
+        while j < len(tokens) and not out[j] and all(_HAN_RX.match(c) for c in tokens[j]):
+            j += 1
+        # the run may hold more than the name (哈尔 + 沃森 + 海事 "marine"): its stretches of
+        # two or more pieces, longest first, each piece read into one name at most
+        for size in range(min(j - i, _XLIT_RUN_PIECES), 1, -1):
+            for a in range(i, j - size + 1):
+                if any(out[k] for k in range(a, a + size)):
+                    continue
+                words = vocab.latin_transliterations("".join(tokens[a:a + size]))[:_PER_WORD]
+                for k in range(a, a + size):
+                    out[k] = list(words)
+        i = max(j, i + 1)
+    return out
 
 
 def bridge_names(question: str, vocab: CorpusVocab) -> list[list[str]]:

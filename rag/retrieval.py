@@ -31,6 +31,15 @@ def bridge(question: str, vocab=None) -> list[str]:
     return bridge_terms(question, vocab)
 
 
+def english_terms(tokens: list[str], vocab) -> list[str]:
+    """The documents' English words for a Chinese question's search tokens (none when the
+    documents hold no English; `rag.crossling.english_alternatives`)."""
+    from rag.crossling import english_alternatives
+
+    uniq = list(dict.fromkeys(tokens))
+    return list(dict.fromkeys(w for alts in english_alternatives(uniq, vocab) for w in alts if w not in uniq))
+
+
 def query_tokens(question: str, terms: list[str] | None = None) -> list[str]:
     """Keyword query: the question's own tokens, plus Chinese bridge terms
     when the question is English (pass `terms` when already bridged)."""
@@ -252,7 +261,12 @@ class Searcher:
         if terms:
             queries.append((" ".join(terms), s.bridge_dense_weight))
         vecs = self.embedder.embed_queries([q for q, _ in queries])
-        qtoks = query_tokens(question, terms) if terms else _with_pieces(tokenize(question), keyword)
+        if terms:
+            qtoks = query_tokens(question, terms)
+        else:
+            qtoks = _with_pieces(tokenize(question), keyword)
+            # a Chinese question over English documents: its terms' English words in them
+            qtoks += english_terms(qtoks, self.vocab)
         kw = keyword.scores(qtoks)
         kw_order = keyword.top(kw, s.keyword_candidates)
         fused: dict[str, float] = {}

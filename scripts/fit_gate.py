@@ -11,7 +11,7 @@ on similar topics but do not hold the answer), and asking them about another
 name of the same set (the passages found are on topic but about something
 else). The sets' own unanswerable questions are kept too. A logistic regression (scikit-learn) is cross-validated with the
 sets grouped by corpus, so no corpus is both fitted on and judged; the
-thresholds (one per question language) are the ones the out-of-fold scores
+thresholds (one for passages in the question's language, one for the other) are the ones the out-of-fold scores
 give for a false-refusal rate of at most `--max-false-refusals`. `--check` refits and fails when the stored
 file differs, so the data file is reproducible.
 """
@@ -36,7 +36,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
     """One row per question variant: features of its top passages and their labels."""
     from rag.answering.gate import TOP_PASSAGES, AnswerabilityGate
     from rag.embedmodel import load_embedder
-    from rag.evaluate import load_manifest, load_questions, open_set_assistant, supports
+    from rag.evaluate import fit_sets, load_questions, open_set_assistant, supports
     from rag.lang import to_simplified
     from rag.settings import Settings
 
@@ -45,7 +45,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
     if embedder.name != FITTED_EMBEDDER:
         raise SystemExit(f"fit with the default embedder {FITTED_EMBEDDER}, not {embedder.name}")
     rows: list[dict] = []
-    for spec in load_manifest(manifest):
+    for spec in fit_sets(manifest):
         s = open_set_assistant(spec, settings, cache, embedder=embedder).searcher
         group = spec.corpus_name
         gate = AnswerabilityGate(model=_blank_model(), corpus=s)
@@ -201,7 +201,7 @@ def _blank_model() -> dict:
 
     n = len(FEATURES)
     return {"features": FEATURES, "coef": [0.0] * n, "mean": [0.0] * n, "scale": [1.0] * n,
-            "intercept": 0.0, "threshold": {"en": 0.5, "zh": 0.5}}
+            "intercept": 0.0, "threshold": {"crosslingual": 0.5, "same_language": 0.5}}
 
 
 def _matrix(rows: list[dict]):
@@ -240,24 +240,31 @@ def _question_scores(rows: list[dict], scaler, clf) -> list[float]:
 
 
 def lang_key(row: dict) -> str:
-    """Thresholds are per language of the question: English questions over Chinese
-    text cover fewer of their terms, so their scores run lower."""
-    return "en" if row["lang"] == "en" else "zh"
+    """Thresholds are per pair of languages: a question over a passage in the other
+    language (read through the dictionary bridge) covers fewer of its terms, so its
+    scores run lower (`rag.answering.gate.pair_key`). A row's passages are read by the
+    first one's pair."""
+    if row["features"]:
+        return "crosslingual" if row["features"][0]["crosslingual"] else "same_language"
+    return "crosslingual" if row["lang"] == "en" else "same_language"
+
+
+_KEYS = ("crosslingual", "same_language")
 
 
 def _threshold(rows: list[dict], scores: list[float], max_fr: float) -> dict[str, float]:
-    """Per language, the highest threshold that refuses at most `max_fr` of the answerable
-    questions whose evidence was retrieved (a refusal there is a false refusal)."""
+    """Per pair of languages, the highest threshold that refuses at most `max_fr` of the
+    answerable questions whose evidence was retrieved (a refusal there is a false refusal)."""
     out = {}
-    for key in ("en", "zh"):
+    for key in _KEYS:
         pos = sorted(s for r, s in zip(rows, scores) if r["answerable"] and any(r["labels"]) and lang_key(r) == key)
         if not pos:
             continue
         k = int(np.floor(max_fr * len(pos)))
         out[key] = round(float(pos[k]) - 1e-6, 4) if k < len(pos) else 0.0
     if not out:
-        return {"en": 0.5, "zh": 0.5}
-    for key in ("en", "zh"):  # a fold with no question in one language borrows the other's
+        return {k: 0.5 for k in _KEYS}
+    for key in _KEYS:  # a fold with no question of one pair borrows the other's
         out.setdefault(key, min(out.values()))
     return out
 

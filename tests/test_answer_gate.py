@@ -56,7 +56,7 @@ def test_model_file_is_fitted_for_these_features():
     model = load_model()
     assert model["features"] == FEATURES
     assert len(model["coef"]) == len(model["mean"]) == len(model["scale"]) == len(FEATURES)
-    assert set(model["threshold"]) == {"en", "zh"}
+    assert set(model["threshold"]) == {"crosslingual", "same_language"}
     assert all(0.0 < t < 1.0 for t in model["threshold"].values())
     cv = model["cross_validation"]["by_set"]
     assert {"cmrc-train", "crosslingual", "drcd", "seed"} <= set(cv)
@@ -212,3 +212,40 @@ def test_span_removed_rows_are_judged_not_fitted():
     pooled = with_cut["cross_validation"]["pooled_out_of_fold"]
     assert pooled["n_span_removed"] > 0 and 0.0 <= pooled["refusal_accuracy_span_removed"] <= 1.0
     assert without["cross_validation"]["pooled_out_of_fold"]["refusal_accuracy_span_removed"] is None
+
+
+class _EnglishCorpus:
+    """The gate's view of an index of English documents: their vocabulary and statistics."""
+
+    def __init__(self, texts):
+        from rag.crossling import CorpusVocab
+
+        self.vocab = CorpusVocab.from_texts(texts)
+
+    def idf(self, term):
+        return 2.0
+
+    def doc_freq(self, term):
+        return int(term in self.vocab)
+
+
+EN_ANSWER = "Halvorsen Marine Group reported revenue of 14.6 billion kroner for 2024, an increase of 9 percent."
+EN_OTHER = "The emperor penguin breeds in the Antarctic winter and the male keeps the egg on his feet."
+
+
+def test_a_chinese_question_over_english_passages_is_read_through_the_bridge():
+    """The question's terms are covered by their English words in the documents, and an
+    English passage is judged as the other language's (the crosslingual feature and
+    threshold); over Chinese-only text nothing of this changes."""
+    gate = AnswerabilityGate(corpus=_EnglishCorpus([EN_ANSWER, EN_OTHER]))
+    q = gate.question("哈尔沃森海事集团2024年的收入是多少？")
+    answer = gate.features(q, [_hit(EN_ANSWER, 1, 0.82, 3.0)], 0)
+    other = gate.features(q, [_hit(EN_OTHER, 1, 0.82, 3.0)], 0)
+    assert answer["crosslingual"] == other["crosslingual"] == 1.0
+    assert answer["coverage"] >= 0.7 and answer["name_coverage"] == 1.0
+    assert other["coverage"] == 0.0 and other["name_coverage"] == 0.0
+    sup = gate.check(q.text, [_hit(EN_ANSWER, 1, 0.82, 3.0), _hit(EN_OTHER, 2, 0.80, 0.0)])
+    assert sup.answerable and sup.passing == [0]
+    assert not gate.check("台北101大楼有多高？", [_hit(EN_OTHER, 1, 0.80, 0.0)]).answerable
+    # a Chinese passage for a Chinese question is the same language, as before
+    assert gate.features(gate.question("深圳体育场可容纳多少观众？"), [_hit(ANSWER, 1, 0.84, 9.0)], 0)["crosslingual"] == 0.0

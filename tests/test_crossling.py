@@ -348,3 +348,44 @@ def test_an_abbreviation_is_read_as_the_dictionary_abbreviates():
     vocab = CorpusVocab({"ai", "人工智能", "城市"})
     groups = crossling.bridge_groups("Which city set up the first AI bureau?", vocab)
     assert ["ai", "人工智能"] in groups
+
+
+# ---- Chinese questions over English documents -------------------------------------
+
+_ENGLISH_DOCS = [
+    "Halvorsen Marine Group reported revenue of 14.6 billion kroner for 2024.",
+    "The company opened a new shipyard in Gdansk, Poland, and its chief executive said the city council approved the plan.",
+    "Emperor Shenzong appointed Wang Anshi to lead the reforms in 1069.",
+]
+
+
+def test_a_chinese_question_gets_the_english_words_the_documents_use():
+    from rag.crossling import english_alternatives
+
+    vocab = CorpusVocab.from_texts(_ENGLISH_DOCS)
+    toks = ["哈尔", "沃森", "公司", "收入", "神宗", "王安石", "波兰"]
+    got = dict(zip(toks, english_alternatives(toks, vocab)))
+    # the dictionary read backwards, narrowed to the documents' words
+    assert "company" in got["公司"] and "revenue" in got["收入"] and got["波兰"] == ["poland"]
+    # a name by its pinyin, a personal name also by its given name
+    assert got["神宗"] == ["shenzong"] and got["王安石"] == ["anshi"]
+    # a Western name the tokeniser cut into two untranslated pieces, read back whole
+    assert got["哈尔"] == got["沃森"] == ["halvorsen"]
+
+
+def test_english_alternatives_are_empty_over_chinese_documents():
+    from rag.crossling import english_alternatives
+
+    vocab = CorpusVocab.from_texts(["哈尔沃森公司公布了收入。"])
+    assert english_alternatives(["公司", "收入"], vocab) == [[], []]
+    assert english_alternatives(["公司"], None) == [[]]
+
+
+def test_british_spellings_ending_in_re_are_looked_up_in_american():
+    from rag.crossling import _american_word
+
+    assert [_american_word(w) for w in ("fibre", "centres", "metre", "theatre", "centred")] == [
+        "fiber", "centers", "meter", "theater", "centered"]
+    # no t or b before the "re": not a British form
+    assert [_american_word(w) for w in ("acre", "genre", "ogre", "massacre", "tree")] == [
+        "acre", "genre", "ogre", "massacre", "tree"]

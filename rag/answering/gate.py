@@ -46,7 +46,7 @@ _LATIN_NAME_RE = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z'’\-]+(?:\s+[A-Z
 FEATURES = [
     "dense", "dense_gap", "keyword", "inv_rank", "coverage", "sentence_coverage",
     "kind_asked", "kind_in_sentence", "kind_in_passage", "names_asked", "name_coverage",
-    "year_conflict", "english",
+    "year_conflict", "crosslingual",
 ]
 
 
@@ -189,7 +189,8 @@ class AnswerabilityGate:
         # question's terms, `vocab` (rag.crossling.CorpusVocab) bridges English names.
         # Read at each question, so a reloaded index is followed.
         self.corpus = corpus
-        # one threshold per question language: "en" (over any text) or "zh"
+        # one threshold for a passage in the question's language ("same_language") and one
+        # for a passage in the other ("crosslingual": read through the dictionary bridge)
         self.thresholds = {k: float(v) for k, v in self.model["threshold"].items()}
 
     def idf(self, term: str) -> float:
@@ -233,12 +234,21 @@ class AnswerabilityGate:
                               for g, words in bridge_groups_sourced(name, vocab))
                 names.append(Name((name.lower(),), parts))
         else:
-            groups = [[t] for t in toks]
-            weights = [self.idf(t) for t in toks]
+            from rag.crossling import english_alternatives
+
+            # Each term with its English words in the documents, for English passages (a
+            # Chinese question over English documents); none over Chinese-only documents. A
+            # term the documents lack is weighed by its English words, as the keyword
+            # retriever sees them (as an English question's groups are).
+            english_words = english_alternatives(toks, self.vocab)
+            groups = [[t] + alts for t, alts in zip(toks, english_words)]
+            weights = [self.idf(t) if not alts or self.corpus is None or self.corpus.doc_freq(t)
+                       else max(self.idf(a) for a in alts) for t, alts in zip(toks, english_words)]
+            english_of = dict(zip(toks, english_words))
             for w in posseg().cut(q):
                 word = w.word.strip().lower()
                 if len(word) >= 2 and (w.flag in ENTITY_TAGS) and word not in cues:
-                    names.append(Name((word,)))
+                    names.append(Name((word, *english_of.get(word, [])[:1])))
         names += [Name((n,)) for n in re.findall(r"\d+(?:\.\d+)?", q) if not _YEAR_RE.fullmatch(n)]
         return Question(question, english, expected_kind(question), groups, weights, names,
                         set(_YEAR_RE.findall(q)))
@@ -278,7 +288,7 @@ class AnswerabilityGate:
             "names_asked": float(bool(q.names)),
             "name_coverage": name_hits / len(q.names) if q.names else 1.0,
             "year_conflict": float(bool(q.years and years and not (q.years & years))),
-            "english": float(q.english),
+            "crosslingual": float(crosslingual(q, text)),
         }
 
     def _dense_comparable(self) -> bool:
@@ -301,11 +311,14 @@ class AnswerabilityGate:
         if not hits:
             return Support(False, 0.0, [], [], None, "nothing retrieved")
         q = self.question(question)
-        scores = [self.score(self.features(q, hits, i)) for i in range(min(TOP_PASSAGES, len(hits)))]
-        threshold = self.thresholds["en" if q.english else "zh"]
-        passing = sorted((i for i, s in enumerate(scores) if s >= threshold), key=lambda i: -scores[i])
+        top = hits[:TOP_PASSAGES]
+        scores = [self.score(self.features(q, hits, i)) for i in range(len(top))]
+        # a passage in the question's language is judged against one threshold, a passage
+        # read through the bridge (the other language) against the other
+        thresholds = [self.thresholds[pair_key(q, f"{h.chunk.heading} {h.chunk.text}")] for h in top]
+        passing = sorted((i for i, s in enumerate(scores) if s >= thresholds[i]), key=lambda i: -scores[i])
         best = max(scores)
-        reason = "" if passing else f"no passage scores above {threshold:.2f} (best {best:.2f})"
+        reason = "" if passing else f"no passage scores above its threshold (best {best:.2f})"
         return Support(bool(passing), best, passing, scores, q.kind, reason, q)
 
 
@@ -320,6 +333,18 @@ def load_fitted(path: Path, features: list[str], fit_script: str) -> dict:
 
 def load_model(path: Path = MODEL_FILE) -> dict:
     return load_fitted(path, FEATURES, "scripts/fit_gate.py")
+
+
+def crosslingual(q: Question, text: str) -> bool:
+    """Whether the passage is in the other language than the question (English question,
+    Chinese passage or the reverse): its terms are then matched through the dictionary
+    bridge, which covers fewer of them."""
+    return q.english != (detect_lang(text) == "en")
+
+
+def pair_key(q: Question, text: str) -> str:
+    """The threshold a passage is judged against: "crosslingual" or "same_language"."""
+    return "crosslingual" if crosslingual(q, text) else "same_language"
 
 
 def names_held(q: Question, simp: str) -> float:
