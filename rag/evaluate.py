@@ -234,6 +234,7 @@ class EvalSet:
     name: str
     questions: Path
     corpus: Path
+    fit: bool = True  # the fit scripts (gate, picker, judge) learn from it; else rag eval only
 
     @property
     def corpus_name(self) -> str:
@@ -248,8 +249,9 @@ def corpus_name(folder: Path) -> str:
 
 
 def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> list[EvalSet]:
-    """The sets of a TOML manifest (`[[set]]` tables with name, questions, corpus;
-    paths relative to the manifest). UserError for anything malformed or missing."""
+    """The sets of a TOML manifest (`[[set]]` tables with name, questions, corpus and
+    optionally fit; paths relative to the manifest). UserError for anything malformed or
+    missing."""
     import tomllib
 
     p = Path(path)
@@ -267,7 +269,7 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> list[EvalSet]:
         where = f"{p}: set #{n}"
         if not isinstance(e, dict):
             raise UserError(f"{where}: must be a table")
-        unknown = set(e) - {"name", "questions", "corpus"}
+        unknown = set(e) - {"name", "questions", "corpus", "fit"}
         if unknown:
             raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         for key in ("name", "questions", "corpus"):
@@ -284,8 +286,15 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> list[EvalSet]:
             raise UserError(f"{where} ({name}): questions file not found: {questions}")
         if not corpus.is_dir():
             raise UserError(f"{where} ({name}): corpus folder not found: {corpus}")
-        sets.append(EvalSet(name, questions, corpus))
+        if not isinstance(e.get("fit", True), bool):
+            raise UserError(f"{where} ({name}): \"fit\" must be true or false")
+        sets.append(EvalSet(name, questions, corpus, e.get("fit", True)))
     return sets
+
+
+def fit_sets(path: str | Path = DEFAULT_MANIFEST) -> list[EvalSet]:
+    """The manifest's sets the fit scripts learn from (`fit = false` leaves a set out)."""
+    return [s for s in load_manifest(path) if s.fit]
 
 
 def select_sets(sets: list[EvalSet], names: str | None) -> list[EvalSet]:

@@ -45,7 +45,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
 
     from rag.answering.judge import AnswerJudge
     from rag.embedmodel import load_embedder
-    from rag.evaluate import facts_ok, load_manifest, load_questions, open_set_assistant, supports
+    from rag.evaluate import facts_ok, fit_sets, load_questions, open_set_assistant, supports
     from rag.lang import to_simplified
     from rag.llm import build_judge
     from rag.settings import Settings
@@ -54,7 +54,7 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
     embedder = load_embedder(settings)
     judge = AnswerJudge(build_judge(settings), {})
     rows: list[dict] = []
-    for spec in load_manifest(manifest):
+    for spec in fit_sets(manifest):
         assistant = open_set_assistant(spec, settings, cache, embedder=embedder)
         answerer = assistant.answerer
         group = spec.corpus_name

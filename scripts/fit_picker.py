@@ -46,13 +46,13 @@ def collect(manifest: Path, cache: Path, rows_file: Path | None = None) -> list[
     from rag.answering.extractive import passage_sentences
     from rag.answering.gate import AnswerabilityGate
     from rag.embedmodel import load_embedder
-    from rag.evaluate import facts_ok, load_manifest, load_questions, open_set_assistant
+    from rag.evaluate import facts_ok, fit_sets, load_questions, open_set_assistant
     from rag.settings import Settings
 
     settings = Settings(llm="extractive")
     embedder = load_embedder(settings)
     rows: list[dict] = []
-    for spec in load_manifest(manifest):
+    for spec in fit_sets(manifest):
         a = open_set_assistant(spec, settings, cache, embedder=embedder)
         s = a.searcher
         group = spec.corpus_name

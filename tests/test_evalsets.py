@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from rag.evaluate import EvalSet, load_manifest, open_set_assistant, run_sets, select_sets
+from rag.evaluate import EvalSet, fit_sets, load_manifest, open_set_assistant, run_sets, select_sets
 from rag.settings import Settings
 from rag.types import UserError
 from tests.conftest import ROOT, SEED
@@ -18,13 +18,16 @@ from tests.test_cli import assert_clean_error, run_cli
 
 def test_repo_manifest_lists_every_set():
     sets = {s.name: s for s in load_manifest(ROOT / "evals" / "sets.toml")}
-    assert set(sets) == {"seed", "seed-heldout", "seed-unseen", "cmrc-train", "crosslingual", "drcd"}
+    assert set(sets) == {"seed", "seed-heldout", "seed-unseen", "cmrc-train", "crosslingual", "drcd", "english"}
     assert sets["seed"].corpus == (ROOT / "seeds").resolve()
     # crosslingual asks the cmrc-train questions in English over the same, single copy of the corpus
     assert sets["crosslingual"].corpus == sets["cmrc-train"].corpus == (ROOT / "evals/cmrc-train/corpus").resolve()
     assert not (ROOT / "evals" / "crosslingual" / "corpus").exists()
     for s in sets.values():
         assert s.questions.is_file() and s.corpus.is_dir()
+    # the English documents are judged by rag eval, not learned from by the fit scripts
+    assert [s.name for s in fit_sets(ROOT / "evals" / "sets.toml")] == [
+        "seed", "seed-heldout", "seed-unseen", "cmrc-train", "crosslingual", "drcd"]
 
 
 def _write(p: Path, text: str) -> Path:
@@ -44,6 +47,7 @@ def _write(p: Path, text: str) -> Path:
         ("[[set]]\nname = 'a b'\nquestions = 'q.jsonl'\ncorpus = 'docs'\n", "may only hold"),
         ("[[set]]\nname = 'a'\nquestions = 'q.jsonl'\ncorpus = 'docs'\nextra = 1\n", "unknown key"),
         ("[[set]]\nname = 'a'\nquestions = 'q.jsonl'\ncorpus = 'docs'\n" * 2, "used twice"),
+        ("[[set]]\nname = 'a'\nquestions = 'q.jsonl'\ncorpus = 'docs'\nfit = 'no'\n", '"fit" must be true or false'),
     ],
 )
 def test_bad_manifest_is_a_clear_user_error(tmp_path, body, message):
