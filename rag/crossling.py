@@ -594,10 +594,15 @@ class CorpusVocab:
     def warm(self) -> None:
         """Build now what English questions with names build on first use: the terms'
         pinyin / Sino-Vietnamese readings, their Japanese first-character index and their
-        transliteration skeletons (`Assistant.warm`, at server start)."""
+        transliteration skeletons (`Assistant.warm`, at server start); and what Chinese
+        questions over English documents build: the dictionary read backwards and the
+        English words' transliteration skeletons (none when the documents hold no English)."""
         self.pinyin()
         self._ja_index(_japanese_readings())
         self._xlit_index()
+        if self.english_words():
+            self.glosses()
+            self._latin_xlit_index()
 
     def pinyin(self) -> dict[str, list[str]]:
         """Reading key (pinyin, or Sino-Vietnamese) -> Chinese terms of 2+ characters

@@ -389,3 +389,12 @@ def test_british_spellings_ending_in_re_are_looked_up_in_american():
     # no t or b before the "re": not a British form
     assert [_american_word(w) for w in ("acre", "genre", "ogre", "massacre", "tree")] == [
         "acre", "genre", "ogre", "massacre", "tree"]
+
+
+def test_warm_builds_the_backward_bridge_only_for_documents_with_english():
+    en = CorpusVocab.from_texts(_ENGLISH_DOCS)
+    en.warm()
+    assert en._glosses and "company" in dict(en._glosses["公司"]) and en._latin_xlit
+    zh = CorpusVocab.from_texts(["上海发布了人工智能计划。"])
+    zh.warm()
+    assert zh._glosses is None and zh._latin_xlit is None

@@ -106,3 +106,44 @@ def test_eval_output_format(real_assistant, tmp_path):
     assert set(q["retrieved"][0]) >= {"rank", "text", "source", "score"}
     assert set(q["citations"][0]) >= {"n", "source", "text", "start", "end"}
     assert data["questions"][1]["refused"] is True
+
+
+@pytest.fixture(scope="module")
+def english_assistant(tmp_path_factory):
+    """The real embedding model over the English development documents (evals/english)."""
+    import shutil
+    from pathlib import Path
+
+    from rag.assistant import Assistant
+    from rag.embedmodel import is_prepared
+    from rag.settings import Settings
+
+    if not is_prepared(Settings()):
+        pytest.skip("embedding model not prepared (run `rag models prepare`)")
+    base = tmp_path_factory.mktemp("english")
+    shutil.copytree(Path(__file__).resolve().parent.parent / "evals" / "english" / "corpus", base / "seeds")
+    a = Assistant.from_settings(Settings(seeds_dir=base / "seeds", index_dir=base / "index", llm="extractive"))
+    a.index()
+    return a
+
+
+@pytest.mark.parametrize(
+    "question,source,answer",
+    [
+        # Chinese questions over English text: the dictionary read backwards (向量 -> vector)
+        # and a name read back from its transliteration (哈爾沃森 -> Halvorsen)
+        ("Quillstack 5.0 的向量索引最高支持多少维的向量？", "004_", "4,096"),
+        ("哈爾沃森在波蘭格但斯克蓋的新船廠花了多少錢？", "003_", "780 million"),
+        ("Who presented Eastmere's 2024 public health report to the city council?", "002_", "Amara Okonkwo"),
+    ],
+)
+def test_questions_in_either_language_over_english_documents(english_assistant, question, source, answer):
+    ans = english_assistant.ask(question, mode="extractive")
+    assert not ans.refused
+    assert ans.citations and ans.citations[0].source.startswith(source)
+    assert answer in ans.text
+
+
+def test_a_chinese_question_english_documents_do_not_answer_is_refused(english_assistant):
+    ans = english_assistant.ask("台北101大楼有多高？", mode="extractive")
+    assert ans.refused and not ans.citations
