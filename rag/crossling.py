@@ -87,11 +87,6 @@ _MAX_NGRAM = 6
 _STOPWORDS = stopwords("bridge")
 
 
-# A Chinese term's English word found inside a longer sense ("net profit" for 利润) counts
-# less than one that is a whole sense: the weight `_postings` gives the `word` index.
-_GLOSS_INSIDE = 0.6
-
-
 _WORD_RX = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*%?")
 _HAN_RX = CJK_RE
 
@@ -796,25 +791,47 @@ class CorpusVocab:
 
     def glosses(self) -> dict[str, list[tuple[str, float]]]:
         """Chinese headword -> the documents' English words that translate it, best first:
-        the CC-CEDICT bridge read backwards, from the documents' side. Each English word of
-        the documents (and its base forms: "companies" -> company) is looked up as an
-        English question's word is; every headword it reaches gets it, with the same score
-        (how definitional the sense, how common the headword). Built on first use; a
-        collection with no English words builds an empty map."""
+        the CC-CEDICT bridge read backwards, from the documents' side. A headword gets a
+        word of the documents (or its base form: "companies" -> company) that is one of its
+        senses, scored as an English question's word is (how definitional the sense, how
+        common the headword), or that stands inside a short sense of it (at _GLOSS_INSIDE of
+        that); and at a whole sense's score the words of a sense of several words when the
+        documents use every one of them ("net profit" -> 净利润, "vienna capital of austria"
+        -> 维也纳; later words at _GLOSS_LATER_WORD). Built on first use; a collection with no
+        English words builds an empty map."""
         if self._glosses is None:
             with self._lock:
                 if self._glosses is None:
-                    words = self.english_words()
                     rev: dict[str, dict[str, float]] = {}
-                    if words:
+
+                    def add(h: str, ws: list[str], sc: float) -> None:
+                        got = rev.setdefault(h, {})
+                        for w in ws:
+                            if sc > got.get(w, 0.0):
+                                got[w] = sc
+
+                    forms: dict[str, list[str]] = {}  # a base form -> the documents' words of it
+                    for w in self.english_words():
+                        for key in dict.fromkeys([w, *_lemma_candidates(w)]):
+                            forms.setdefault(key, []).append(w)
+                    if forms:
                         idx = _index()
-                        for w in words:
-                            for key in [w, *_lemma_candidates(w)]:
-                                for post, weight in ((idx.phrase.get(key), 1.0), (idx.word.get(key), _GLOSS_INSIDE)):
-                                    for h, sc in _postings(post, weight).items():
-                                        got = rev.setdefault(h, {})
-                                        if sc > got.get(w, 0.0):
-                                            got[w] = sc
+                        for key, ws in forms.items():
+                            for h, sc in _postings(idx.phrase.get(key)).items():
+                                add(h, ws, sc)
+                            for h, sc in _postings(idx.word.get(key), _GLOSS_INSIDE).items():
+                                add(h, ws, sc)
+                        for key, post in idx.phrase.items():
+                            if " " not in key or key.startswith(_HEAD_KEY):
+                                continue
+                            parts = [p for p in key.split(" ") if p not in _SENSE_STOP]
+                            if parts and all(p in forms for p in parts):
+                                # the first word is the most definitional ("vienna capital
+                                # of austria" is Vienna's), as the forward index weighs it
+                                for h, sc in _postings(post).items():
+                                    add(h, forms[parts[0]], sc)
+                                    for p in parts[1:]:
+                                        add(h, forms[p], sc * _GLOSS_LATER_WORD)
                     self._glosses = {h: sorted(ws.items(), key=lambda kv: (-kv[1], kv[0])) for h, ws in rev.items()}
         return self._glosses
 
@@ -1651,6 +1668,10 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
 
 
 _XLIT_RUN_PIECES = 4  # a name read back from at most this many untranslated pieces
+# A sense of several words read backwards: its later words score this share of its first.
+_GLOSS_LATER_WORD = 0.7
+# A word found inside a short sense (the forward index's `word` postings) scores this share.
+_GLOSS_INSIDE = 0.6
 
 
 def english_alternatives(tokens: list[str], vocab: CorpusVocab | None) -> list[list[str]]:

@@ -398,3 +398,11 @@ def test_warm_builds_the_backward_bridge_only_for_documents_with_english():
     zh = CorpusVocab.from_texts(["上海发布了人工智能计划。"])
     zh.warm()
     assert zh._glosses is None and zh._latin_xlit is None
+
+
+def test_a_sense_of_several_words_reads_backwards_when_the_documents_use_all_of_them():
+    vocab = CorpusVocab.from_texts(["The company's net profit fell.", "Vienna is the capital of Austria."])
+    glosses = vocab.glosses()
+    assert {"net", "profit"} <= dict(glosses["净利润"]).keys()
+    # the first word of a sense is its most definitional: Vienna's, not Austria's
+    assert vocab.english_for("维也纳")[0] == "vienna"
