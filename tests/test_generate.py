@@ -14,7 +14,7 @@ from rag.answering.checking import (
 )
 from rag.answering.flow import LLMAnswerer, make_answerer
 from rag.answering.passages import build_messages
-from rag.answering.prompts import NO_ANSWER, QUOTE_LEAD, QUOTE_LEAD_ZH, REFUSAL
+from rag.answering.prompts import NO_ANSWER, QUOTE_LEAD, QUOTE_LEAD_EN, QUOTE_LEAD_ZH, REFUSAL
 from rag.lang import to_script
 from rag.answering.translate import translate_query
 from rag.types import Answer
@@ -328,6 +328,25 @@ def test_english_answer_is_followed_by_the_evidence_sentence_translated():
     # a translation that invents a number is dropped, the checked answer stays
     llm = ScriptedLLM([first, "It targets 7,777 firms."])
     assert LLMAnswerer(llm, _real_extractive()).answer(Q_EN, _one_evidence_hits(), "en").text == first
+
+
+EN_DOC = "Halvorsen Marine Group reported revenue of 14.6 billion kroner for 2024, up 9 percent."
+EN_OTHER = "The emperor penguin breeds during the Antarctic winter."
+
+
+def test_english_evidence_is_quoted_as_written_not_translated():
+    """Over an English document the evidence is English already: the answer is followed by
+    it as written, with no translation call (a translation only reworded it: "30 June 2027"
+    came back as "June 30, 2027"). When the model refuses, the extractive answer stands."""
+    q = "How much revenue did Halvorsen Marine Group report for 2024?"
+    first = "Halvorsen Marine Group reported revenue of 14.6 billion kroner for 2024 [1]."
+    llm = ScriptedLLM([first])
+    hits = [hit(EN_DOC, 1), hit(EN_OTHER, 2, 200)]
+    deltas, finals, _ = run_stream(LLMAnswerer(llm, _real_extractive()), q, hits, "en")
+    assert finals[0].text == f"{first}{QUOTE_LEAD_EN}{EN_DOC}[1]" == "".join(deltas)
+    assert len(llm.prompts) == 1  # no translation turn
+    ans = LLMAnswerer(ScriptedLLM([NO_ANSWER]), _real_extractive()).answer(q, hits, "en")
+    assert not ans.refused and ans.mode == "extractive" and "14.6 billion" in ans.text and "translated" not in ans.notice
 
 
 def test_model_refusal_despite_evidence_gives_the_evidence_translated():

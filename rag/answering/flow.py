@@ -22,7 +22,9 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    the fault named (same chat, so the prompt prefix is in llama.cpp's cache).
 4. An English answer is followed by the evidence sentences translated
    (`QUOTE_LEAD`): the small model's own answer is short but sometimes vague,
-   its translation keeps the facts. Each passage's translation is checked alone
+   its translation keeps the facts. Evidence that is English already (an
+   English document) is quoted as written (`QUOTE_LEAD_EN`), not translated.
+   Each passage's translation is checked alone
    and shown when complete; a name the model read in pinyin is followed by its
    written form ("En Boli (恩波利)", `names_as_written`), a name it left in
    Chinese by its pinyin, and a name of the evidence the translation does not
@@ -40,8 +42,8 @@ Flow of `LLMAnswerer.answer/stream(question, hits, lang)`:
    asked fact from one that states it; the model reads the sentence.
 6. When the model says NO_ANSWER although the gate found evidence (measured
    on the three eval sets: 7 of 10 such refusals were wrong), or its reply
-   fails twice, the evidence answers: translated for English, the extractive
-   answer for Chinese, with a notice saying why.
+   fails twice, the evidence answers: translated for English (over Chinese
+   evidence), the extractive answer otherwise, with a notice saying why.
 7. Chinese answers are converted to the question's script with OpenCC.
 
 Streaming: `stream()` yields text deltas as the model produces them (converted
@@ -87,6 +89,7 @@ from rag.answering.prompts import (
     NOTICE_NO_LLM,
     NOTICE_TRANSLATED,
     QUOTE_LEAD,
+    QUOTE_LEAD_EN,
     QUOTE_LEAD_ZH,
     REASON_LLM_ERROR,
     REFUSAL,
@@ -97,6 +100,7 @@ from rag.answering.judge import AnswerJudge
 from rag.answering.translate import translate_query
 from rag.guard import hostile, is_meta_question, meta_refusal, quote_passage
 from rag.lang import known_lang, to_script
+from rag.text import CJK_RE
 from rag.types import Answer, Hit, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -290,7 +294,13 @@ class LLMAnswerer:
                 model_refused = check2.ok and check2.refused and bool(sel.evidence)
             if check.ok and not check.refused and not model_refused:
                 text = check.text
-                if lang == "en" and sel.evidence:
+                if lang == "en" and sel.evidence and not _needs_translation(sel):
+                    # English evidence (an English document) is quoted as written: a
+                    # "translation" into the language it is in only rewords it
+                    quote = QUOTE_LEAD_EN + "".join(f"{s}[{n}]" for n, s in sel.evidence)
+                    yield from out.emit(quote)
+                    text = f"{text}{quote}"
+                elif lang == "en" and sel.evidence:
                     # The answer, then the evidence sentence translated: the small model's own
                     # answer is short and to the point but sometimes vague, its translation of
                     # the sentence keeps every fact (measured in docs/ARCHITECTURE.md).
@@ -322,7 +332,7 @@ class LLMAnswerer:
             # for (measured: 7 of 10 such refusals were wrong), or its answer failed the check
             # twice: answer from the evidence instead, translated for English questions.
             reason = "model_refused" if model_refused else check.reason
-            if lang == "en" and sel.evidence:
+            if lang == "en" and sel.evidence and _needs_translation(sel):
                 # The rejected answer is not left in the chat the translation continues: the
                 # model copied its invented facts into the translation ("the theme song of the
                 # 2008 Beijing Olympics", "early 1st century CE"), the translation then failed
@@ -512,3 +522,9 @@ def make_answerer(settings: Settings, extractive: ExtractiveAnswerer) -> tuple[A
     return LLMAnswerer(llm, extractive, max_tokens=min(settings.llm_max_tokens, 200),
                        translator_factory=lambda: build_translator(settings),
                        judge_factory=judge_factory), ""
+
+
+def _needs_translation(sel: Selection) -> bool:
+    """Whether the evidence an English answer shows must be translated: it holds Chinese
+    text. English evidence (from an English document) is quoted as it is written."""
+    return any(CJK_RE.search(s) for _, s in sel.evidence)

@@ -132,6 +132,8 @@ TRANSLATE_FOLLOW = ("Now translate this text from passage [{n}] into English, co
 # What the user sees before that translation, and the notices that say why the model's own
 # answer was replaced (reason: REASONS[...]["en"]).
 QUOTE_LEAD = "\n\nThe passage, translated: "
+# ... or, when the evidence is English already (an English document), quoted as written.
+QUOTE_LEAD_EN = "\n\nThe passage: "
 # ... and before the evidence sentences under a Chinese answer (quoted as written, in the
 # question's script): the reader sees what the short answer was read from.
 QUOTE_LEAD_ZH = "\n\n原文："  # the same in both scripts
