@@ -178,6 +178,20 @@ _FACTS = _load_facts()
 _MONTHS = [w for w, v in _FACTS.items() if v[0].endswith("月") and len(w) > 4 or w == "may"]
 
 
+def _month_names() -> dict[str, str]:
+    """"8月" and 八月 -> "august": a Chinese month read back into English (the facts file)."""
+    with open(_FACTS_FILE, encoding="utf-8") as fh:
+        facts = json.load(fh)
+    numerals = list(facts["numerals_zh"]) + ["十一", "十二"]
+    out = {}
+    for i, name in enumerate(facts["months"], start=1):
+        out[f"{i}月"] = out[f"{numerals[i - 1]}月"] = name
+    return out
+
+
+_MONTH_NAMES = _month_names()
+
+
 # --------------------------------------------------------------------------
 # Corpus vocabulary: dictionary terms that occur, names by their pinyin
 # --------------------------------------------------------------------------
@@ -1686,6 +1700,14 @@ def english_alternatives(tokens: list[str], vocab: CorpusVocab | None) -> list[l
         return out
     for i, t in enumerate(tokens):
         out[i] = vocab.english_for(t)
+    # a month is a number before 月 ("8" + "月" -> august; 八月 whole), not "month"
+    for i, t in enumerate(tokens):
+        before = tokens[i + 1:i + 2] == ["月"]
+        month = _MONTH_NAMES.get(f"{t}月" if before else t)
+        if month and month in vocab:
+            out[i] = [month]
+            if tokens[i + 1:i + 2] == ["月"]:
+                out[i + 1] = [month]
     i = 0
     while i < len(tokens):  # runs of untranslated Chinese pieces, read back as one name
         j = i

@@ -12,6 +12,8 @@ import re
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from rag.lang import detect_lang, to_simplified
 from rag.settings import Settings
 from rag.text import CJK_RE
@@ -31,13 +33,19 @@ def bridge(question: str, vocab=None) -> list[str]:
     return bridge_terms(question, vocab)
 
 
-def english_terms(tokens: list[str], vocab) -> list[str]:
+def english_terms(tokens: list[str], vocab, idf=None) -> tuple[list[str], float]:
     """The documents' English words for a Chinese question's search tokens (none when the
-    documents hold no English; `rag.crossling.english_alternatives`)."""
+    documents hold no English; `rag.crossling.english_alternatives`), and the share of the
+    tokens (weighed by `idf`, else counted) that have any: how much of the question the
+    English words carry."""
     from rag.crossling import english_alternatives
 
     uniq = list(dict.fromkeys(tokens))
-    return list(dict.fromkeys(w for alts in english_alternatives(uniq, vocab) for w in alts if w not in uniq))
+    alts = english_alternatives(uniq, vocab)
+    weight = idf or (lambda t: 1.0)
+    total = sum(weight(t) for t in uniq) or 1.0
+    share = sum(weight(t) for t, a in zip(uniq, alts) if a) / total
+    return list(dict.fromkeys(w for a in alts for w in a if w not in uniq)), share
 
 
 def query_tokens(question: str, terms: list[str] | None = None) -> list[str]:
@@ -260,13 +268,19 @@ class Searcher:
         queries = [(question, w_dense)]
         if terms:
             queries.append((" ".join(terms), s.bridge_dense_weight))
-        vecs = self.embedder.embed_queries([q for q, _ in queries])
-        if terms:
             qtoks = query_tokens(question, terms)
         else:
             qtoks = _with_pieces(tokenize(question), keyword)
-            # a Chinese question over English documents: its terms' English words in them
-            qtoks += english_terms(qtoks, self.vocab)
+            # a Chinese question over English documents: its terms' English words in them,
+            # searched as keywords and embedded as a second, same-language query (as an
+            # English question's Chinese terms are)
+            english, share = english_terms(qtoks, self.vocab, self.idf)
+            qtoks += english
+            if english:
+                # weighed by how much of the question the English words carry: 上海 that
+                # only Chinese documents name leaves "august released" a weak query
+                queries.append((" ".join(english), s.bridge_dense_weight * share))
+        vecs = self.embedder.embed_queries([q for q, _ in queries])
         kw = keyword.scores(qtoks)
         kw_order = keyword.top(kw, s.keyword_candidates)
         fused: dict[str, float] = {}
@@ -306,6 +320,15 @@ class Searcher:
                 # the bonus only raises scores, so the head still outranks the rest
                 ranked = head + ranked[s.coord_depth:]
             ranked = ranked[:k]
+        # A passage only the keyword list found has no cosine from the dense search (in a
+        # collection of two languages, a Chinese question's dense candidates can all be
+        # Chinese): its similarity is read from its stored vector, so the gate judges it by
+        # its own cosine and not by a stand-in.
+        lacking = [cid for cid, _ in ranked if cid not in dense_score and fetched.get(cid) is not None]
+        if lacking:
+            q0 = np.asarray(vecs[0], dtype=np.float32)
+            for cid, v in store.vectors(lacking).items():
+                dense_score[cid] = float(np.dot(v, q0))
         hits = []
         for cid, score in ranked:
             chunk = fetched.get(cid)

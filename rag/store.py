@@ -393,6 +393,13 @@ class ChunkStore:
         )
         return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
 
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """The stored (L2-normalised) vectors of a few chunk ids."""
+        if not ids:
+            return {}
+        res = self.collection.get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(res["ids"], res["embeddings"])}
+
     def vector_store(self):
         """The same collection as a LlamaIndex vector store, for people who
         want to plug it into their own LlamaIndex pipelines."""

@@ -406,3 +406,12 @@ def test_a_sense_of_several_words_reads_backwards_when_the_documents_use_all_of_
     assert {"net", "profit"} <= dict(glosses["净利润"]).keys()
     # the first word of a sense is its most definitional: Vienna's, not Austria's
     assert vocab.english_for("维也纳")[0] == "vienna"
+
+
+def test_a_chinese_month_is_read_back_as_the_month_not_the_word_month():
+    from rag.crossling import english_alternatives
+
+    vocab = CorpusVocab.from_texts(["Shanghai released a plan in August, months after March."])
+    got = english_alternatives(["上海", "8", "月", "发布"], vocab)
+    assert got[1] == got[2] == ["august"] and got[0] == ["shanghai"]
+    assert english_alternatives(["三月"], vocab) == [["march"]]

@@ -72,3 +72,22 @@ def test_a_longer_list_starts_with_the_shorter_one(searcher):
     for k in (searcher.settings.coord_depth, 30):
         assert [h.chunk.id for h in searcher.search(question, k)][:3] == short
     assert searcher.search(question, 30)[0].chunk.source == "b.md"
+
+
+def test_a_passage_only_the_keyword_list_found_gets_its_own_cosine(searcher, monkeypatch):
+    """With one dense candidate, the other hits come from the keyword list alone: their
+    dense similarity is read from their stored vectors (the gate judges them by it), the
+    same cosine a dense search gives them."""
+    import numpy as np
+
+    question = "越南的科举于何时废除？"
+    full = {h.chunk.id: h.dense_score for h in searcher.search(question, 3)}
+    monkeypatch.setattr(searcher.settings, "dense_candidates", 1)
+    hits = searcher.search(question, 3)
+    # one found by the dense search, the others (a.md, b.md hold the terms) by keywords only
+    assert len(hits) >= 2 and all(h.dense_score is not None for h in hits)
+    for h in hits:
+        assert h.dense_score == pytest.approx(full.get(h.chunk.id, h.dense_score), abs=1e-4)
+    q = searcher.embedder.embed_queries([question])[0]
+    v = searcher.store.vectors([hits[-1].chunk.id])[hits[-1].chunk.id]
+    assert hits[-1].dense_score == pytest.approx(float(np.dot(q, v)), abs=1e-5)
