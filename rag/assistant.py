@@ -118,6 +118,8 @@ class Assistant:
         self.extractive = ExtractiveAnswerer()
         self._answerer = None
         self.notice = ""
+        self._warm_reloads = False  # set by warm(): each reloaded index's vocabulary is warmed too
+        self._vocab_warmer: threading.Thread | None = None
 
     # ---- construction --------------------------------------------------
     @classmethod
@@ -215,8 +217,19 @@ class Assistant:
             searcher.refresh(store)
             with self._lock:
                 self._update_corpus_stats()
+            if self._warm_reloads:
+                # the new index's vocabulary and its name readings, built before the next
+                # English (or Chinese-over-English) question needs them, as at start
+                self._vocab_warmer = threading.Thread(target=self._warm_vocab, name="rag-warm-vocab", daemon=True)
+                self._vocab_warmer.start()
         self._store = store
         self._loaded = loaded
+
+    def _warm_vocab(self) -> None:
+        try:
+            self.searcher.vocab.warm()
+        except Exception:  # noqa: BLE001 - a warm-up must not take the server down
+            log.debug("vocabulary warm-up failed", exc_info=True)
 
     def _maybe_reload(self) -> None:
         """Notice a build made by another process (`rag index` from the CLI):
@@ -314,7 +327,8 @@ class Assistant:
         Chinese question of a process took 1.2 s instead of 0.03 s, and the first English one
         naming someone 2.3 s (`python bench/first_question.py`, the seed index). Extractive
         only: it loads no LLM. Never raises: a failure here is the first real question's to
-        report."""
+        report. From then on each index reload (an upload, a build by `rag index`) warms the
+        new index's vocabulary in a background thread."""
         from rag.crossling import warm as warm_bridge
         from rag.lang import detect_lang
 
@@ -325,6 +339,7 @@ class Assistant:
             self.searcher.vocab.warm()  # names in English questions: readings, transliterations
         except Exception:  # noqa: BLE001 - a warm-up must not take the server down
             log.debug("warm-up failed", exc_info=True)
+        self._warm_reloads = True
 
     @property
     def answerer(self):

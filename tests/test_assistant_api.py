@@ -106,6 +106,20 @@ def test_warm_pays_the_first_questions_loads_and_never_raises(assistant, monkeyp
     assistant.warm()  # logged, not raised
 
 
+def test_after_the_warm_up_a_reloaded_index_gets_its_vocabulary_warmed(assistant):
+    """An upload or a build by `rag index` swaps in a new index, whose vocabulary (and name
+    readings) the next English question would build: once the server has warmed up, each
+    reload warms it in a background thread."""
+    assistant.index()
+    assert assistant._vocab_warmer is None  # not before the server's warm-up
+    assistant.warm()
+    (assistant.settings.seeds_dir / "new.md").write_text("# 新文件\n\n鹊桥中继卫星发布了新的观测计划。", encoding="utf-8")
+    assistant.index()
+    assistant._vocab_warmer.join(timeout=60)
+    vocab = assistant.searcher._vocab
+    assert vocab is not None and vocab._pinyin is not None and "鹊桥" in vocab
+
+
 def test_serve_starts_the_warm_up_before_serving(monkeypatch):
     import threading
 
