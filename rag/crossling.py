@@ -854,7 +854,7 @@ class CorpusVocab:
         dictionary senses that the documents use (within _REL_CUTOFF of the best), else the
         pinyin of a name the documents write in Latin letters (神宗 -> "shenzong"; of a
         three-character personal name, its given name too: 王安石 -> "anshi"), else a
-        Western name's transliteration read back (迈特纳 -> "meitner")."""
+        Western name's transliteration read back (哈尔沃森 -> "halvorsen")."""
         if not _HAN_RX.match(term[:1] or " "):
             return []
         got = self.glosses().get(term)
@@ -896,8 +896,8 @@ class CorpusVocab:
         return self._latin_xlit
 
     def latin_transliterations(self, term: str) -> list[str]:
-        """The documents' English words that the Chinese term transliterates (迈特纳 ->
-        "meitner"): words sharing a skeleton key with the term, kept at a similarity of at
+        """The documents' English words that the Chinese term transliterates (哈尔沃森 ->
+        "halvorsen"; 迈特纳 and "Meitner" read too far apart, 0.76): words sharing a skeleton key with the term, kept at a similarity of at
         least _XLIT_MIN_SIM (`xlit_similarity`, as `transliterations` scores the other way),
         best first. A common word of jieba's dictionary is no transliteration."""
         if not 2 <= len(term) <= _XLIT_MAX_CHARS or _common_word(term):
@@ -1706,7 +1706,7 @@ def english_alternatives(tokens: list[str], vocab: CorpusVocab | None) -> list[l
         month = _MONTH_NAMES.get(f"{t}月" if before else t)
         if month and month in vocab:
             out[i] = [month]
-            if tokens[i + 1:i + 2] == ["月"]:
+            if before:
                 out[i + 1] = [month]
     i = 0
     while i < len(tokens):  # runs of untranslated Chinese pieces, read back as one name
