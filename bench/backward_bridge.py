@@ -30,6 +30,12 @@ QUESTIONS = [
 ]
 
 
+def _seconds(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=None)
@@ -44,12 +50,7 @@ def main() -> int:
                 words.update(w.lower() for w in re.findall(r"[A-Za-z]{2,}", line.split("/", 1)[-1]))
     _index()
     vocab = CorpusVocab(words)
-    t = time.perf_counter()
-    vocab.glosses()
-    glosses_s = time.perf_counter() - t
-    t = time.perf_counter()
-    vocab._latin_xlit_index()
-    xlit_s = time.perf_counter() - t
+    glosses_s, xlit_s = (_seconds(build) for build in (vocab.glosses, vocab._latin_xlit_index))
     toks = [list(dict.fromkeys(tokenize(q))) for q in QUESTIONS]
     english_alternatives(toks[0], vocab)  # first call: jieba's dictionary, pinyin tables
     times = []
