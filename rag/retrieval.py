@@ -327,7 +327,14 @@ class Searcher:
         lacking = [cid for cid, _ in ranked if cid not in dense_score and fetched.get(cid) is not None]
         if lacking:
             q0 = np.asarray(vecs[0], dtype=np.float32)
-            for cid, v in store.vectors(lacking).items():
+            try:
+                stored = store.vectors(lacking)
+            except Exception as exc:  # noqa: BLE001 - an index run in another process is
+                # replacing these ids right now (Chroma: "Error finding id"): the hits keep no
+                # cosine, as before, rather than the search failing
+                log.debug("stored vectors not read: %s", exc)
+                stored = {}
+            for cid, v in stored.items():
                 dense_score[cid] = float(np.dot(v, q0))
         hits = []
         for cid, score in ranked:

@@ -91,3 +91,16 @@ def test_a_passage_only_the_keyword_list_found_gets_its_own_cosine(searcher, mon
     q = searcher.embedder.embed_queries([question])[0]
     v = searcher.store.vectors([hits[-1].chunk.id])[hits[-1].chunk.id]
     assert hits[-1].dense_score == pytest.approx(float(np.dot(q, v)), abs=1e-5)
+
+
+def test_stored_vectors_that_cannot_be_read_leave_the_search_working(searcher, monkeypatch):
+    """An index run in another process can replace the chunks a search found (Chroma then
+    raises "Error finding id"): the hits keep no cosine rather than the search failing."""
+    monkeypatch.setattr(searcher.settings, "dense_candidates", 1)
+
+    def gone(ids):
+        raise RuntimeError("Error executing plan: Internal error: Error finding id")
+
+    monkeypatch.setattr(searcher.store, "vectors", gone)
+    hits = searcher.search("越南的科举于何时废除？", 3)
+    assert len(hits) >= 2 and any(h.dense_score is None for h in hits)
