@@ -156,12 +156,17 @@ def _american(phrase: str) -> str:
 _FACTS_FILE = os.path.join(os.path.dirname(__file__), "data", "en_zh_facts.json")
 
 
+@lru_cache(maxsize=1)
+def _facts_file() -> dict:
+    with open(_FACTS_FILE, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 def _load_facts() -> dict[str, list[str]]:
     """English word or phrase -> Chinese forms, for what a dictionary cannot do
     (months as "8月", number words as digits and numerals). Facts of the two
     languages, kept as data; no term of any document belongs here."""
-    with open(_FACTS_FILE, encoding="utf-8") as fh:
-        facts = json.load(fh)
+    facts = _facts_file()
     out: dict[str, list[str]] = {}
     for i, m in enumerate(facts["months"], start=1):
         out[m] = [f"{i}月"]
@@ -180,8 +185,7 @@ _MONTHS = [w for w, v in _FACTS.items() if v[0].endswith("月") and len(w) > 4 o
 
 def _month_names() -> dict[str, str]:
     """"8月" and 八月 -> "august": a Chinese month read back into English (the facts file)."""
-    with open(_FACTS_FILE, encoding="utf-8") as fh:
-        facts = json.load(fh)
+    facts = _facts_file()
     numerals = list(facts["numerals_zh"]) + ["十一", "十二"]
     out = {}
     for i, name in enumerate(facts["months"], start=1):
@@ -577,7 +581,6 @@ class CorpusVocab:
         self._ordered: list[str] | None = None
         self._glosses: dict[str, list[tuple[str, float]]] | None = None
         self._english: list[str] | None = None
-        self._english_set: frozenset[str] | None = None
         self._latin_xlit: dict[str, list[str]] | None = None
         self._lock = threading.Lock()
 
@@ -863,13 +866,10 @@ class CorpusVocab:
             return [w for w, sc in got if sc >= best * _REL_CUTOFF][:limit]
         if len(term) < 2:
             return []
-        if self._english_set is None:
-            self._english_set = frozenset(self.english_words())
-        words = self._english_set
         keys = pinyin_keys(term)
         if len(term) == 3:
             keys += pinyin_keys(term[1:])
-        out = [k for k in dict.fromkeys(keys) if k in words]
+        out = [k for k in dict.fromkeys(keys) if k in self.terms]  # a pinyin key is Latin letters
         if out:
             return out[:limit]
         return self.latin_transliterations(term)[:limit]

@@ -242,10 +242,11 @@ def _question_scores(rows: list[dict], scaler, clf) -> list[float]:
 def lang_key(row: dict) -> str:
     """Thresholds are per pair of languages: a question over a passage in the other
     language (read through the dictionary bridge) covers fewer of its terms, so its
-    scores run lower (`rag.answering.gate.pair_key`). A row's passages are read by the
-    first one's pair."""
+    scores run lower. A row's passages are read by the first one's pair."""
+    from rag.answering.gate import pair_key
+
     if row["features"]:
-        return "crosslingual" if row["features"][0]["crosslingual"] else "same_language"
+        return pair_key(row["features"][0])
     return "crosslingual" if row["lang"] == "en" else "same_language"
 
 

@@ -311,11 +311,11 @@ class AnswerabilityGate:
         if not hits:
             return Support(False, 0.0, [], [], None, "nothing retrieved")
         q = self.question(question)
-        top = hits[:TOP_PASSAGES]
-        scores = [self.score(self.features(q, hits, i)) for i in range(len(top))]
+        feats = [self.features(q, hits, i) for i in range(min(TOP_PASSAGES, len(hits)))]
+        scores = [self.score(f) for f in feats]
         # a passage in the question's language is judged against one threshold, a passage
         # read through the bridge (the other language) against the other
-        thresholds = [self.thresholds[pair_key(q, f"{h.chunk.heading} {h.chunk.text}")] for h in top]
+        thresholds = [self.thresholds[pair_key(f)] for f in feats]
         passing = sorted((i for i, s in enumerate(scores) if s >= thresholds[i]), key=lambda i: -scores[i])
         best = max(scores)
         reason = "" if passing else f"no passage scores above its threshold (best {best:.2f})"
@@ -342,9 +342,10 @@ def crosslingual(q: Question, text: str) -> bool:
     return q.english != (detect_lang(text) == "en")
 
 
-def pair_key(q: Question, text: str) -> str:
-    """The threshold a passage is judged against: "crosslingual" or "same_language"."""
-    return "crosslingual" if crosslingual(q, text) else "same_language"
+def pair_key(features: dict[str, float]) -> str:
+    """The threshold a passage is judged against, by its features: "crosslingual" or
+    "same_language"."""
+    return "crosslingual" if features["crosslingual"] else "same_language"
 
 
 def names_held(q: Question, simp: str) -> float:
