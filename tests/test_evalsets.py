@@ -18,11 +18,14 @@ from tests.test_cli import assert_clean_error, run_cli
 
 def test_repo_manifest_lists_every_set():
     sets = {s.name: s for s in load_manifest(ROOT / "evals" / "sets.toml")}
-    assert set(sets) == {"seed", "seed-heldout", "seed-unseen", "cmrc-train", "crosslingual", "drcd", "english"}
+    assert set(sets) == {"seed", "seed-heldout", "seed-unseen", "cmrc-train", "crosslingual", "drcd", "english",
+                         "crosslingual-drcd"}
     assert sets["seed"].corpus == (ROOT / "seeds").resolve()
     # crosslingual asks the cmrc-train questions in English over the same, single copy of the corpus
     assert sets["crosslingual"].corpus == sets["cmrc-train"].corpus == (ROOT / "evals/cmrc-train/corpus").resolve()
     assert not (ROOT / "evals" / "crosslingual" / "corpus").exists()
+    assert sets["crosslingual-drcd"].corpus == sets["drcd"].corpus
+    assert not (ROOT / "evals" / "crosslingual-drcd" / "corpus").exists()
     for s in sets.values():
         assert s.questions.is_file() and s.corpus.is_dir()
     # the English documents are judged by rag eval, not learned from by the fit scripts
