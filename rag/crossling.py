@@ -122,11 +122,41 @@ def _lemma_candidates(w: str) -> list[str]:
     return out
 
 
+# Superlatives and the adjectives English makes of names (Prussian, Chilean, Taiwanese,
+# Napoleonic): CC-CEDICT defines the base (large, Prussia, Chile, Taiwan, Napoleon), often
+# not the derived word. Facts of English morphology; tried only when the word itself and
+# its inflections have no sense of their own, and kept only where the dictionary has the base.
+_DERIVED = (
+    ("iest", ("y",)), ("est", ("", "e", "-")),
+    ("ese", ("",)), ("ian", ("ia", "", "a", "y", "e")), ("ean", ("e", "ea")), ("an", ("a", "", "o")),
+    ("ic", ("",)),
+)
+
+
+def _derived_bases(w: str) -> list[str]:
+    """Base forms of a superlative or of an adjective made from a name, most likely first
+    ("biggest" -> big, "european" -> europe, "georgian" -> georgia); "-" drops a doubled
+    last letter (bigg -> big)."""
+    out: list[str] = []
+    for suffix, repls in _DERIVED:
+        if len(w) > len(suffix) + 2 and w.endswith(suffix):
+            stem = w[: -len(suffix)]
+            for r in repls:
+                if r == "-":
+                    if len(stem) > 2 and stem[-1] == stem[-2]:
+                        out.append(stem[:-1])
+                else:
+                    out.append(stem + r)
+    return list(dict.fromkeys(out))
+
+
 # British spellings CC-CEDICT does not use: "-ise" (specialise, organised) and "-our" after
 # three letters or more, at the end or before a suffix (labour, colourful, neighbourhood,
 # favourite); four, hour, your, tour, flour, source, journal are not British forms. Used only
 # when the word as written is not in the dictionary, so a stray hit (detour) costs nothing.
-_BRITISH_ISE = re.compile(r"(?<=..)is(e|es|ed|ing)$")
+_BRITISH_ISE = re.compile(r"(?<=..)is(e|es|ed|ing|ation|ations)$")
+# "programme(s)" -> "program(s)"
+_BRITISH_MME = re.compile(r"(?<=[a-z]{4})mme(s?)$")
 _BRITISH_OUR = re.compile(
     r"(?<=[a-z]{3})our(?=(?:s|ed|ing|al|ally|ite|ites|ful|hood|hoods|able|ably|er|ers|ist|ists|less)?$)")
 
@@ -139,7 +169,7 @@ _BRITISH_RE = re.compile(r"(?<=[a-z]{2})([tb])r(e|es|ed)$")
 def _american_word(w: str) -> str:
     """One lower-cased word in CC-CEDICT's American spelling ("specialise" -> "specialize",
     "labour" -> "labor"), or the word itself."""
-    w = _BRITISH_OUR.sub("or", _BRITISH_ISE.sub(r"iz\1", w))
+    w = _BRITISH_OUR.sub("or", _BRITISH_ISE.sub(r"iz\1", _BRITISH_MME.sub(r"m\1", w)))
     return _BRITISH_RE.sub(lambda m: m.group(1) + "er" + {"e": "", "es": "s", "ed": "ed"}[m.group(2)], w)
 
 
@@ -1502,6 +1532,10 @@ def _word_candidates(w: str, idx: _Index) -> dict[str, float]:
         for k, f in enumerate(forms) if f in idx.phrase
     ]
     head = next((_postings(idx.phrase[_HEAD_KEY + f]) for f in forms if _HEAD_KEY + f in idx.phrase), {})
+    if not exact:
+        # no sense of the word or its inflections: its base as a superlative or an
+        # adjective of a name ("largest" -> large, "Prussian" -> Prussia), a little lower
+        exact = [_postings(idx.phrase[f], 0.85) for f in _derived_bases(w) if f in idx.phrase]
     if exact:
         return _merge(*exact, _postings(idx.word.get(forms[0]), 0.8), head)
     for f in forms:
@@ -1637,6 +1671,12 @@ def _is_name_word(orig: str, pos: int) -> bool:
     return orig[:1].isupper() and not orig.isupper() and (pos > 0 or orig.lower() not in _STOPWORDS)
 
 
+def _dictionary_knows(low: str, vocab: CorpusVocab) -> bool:
+    """Does CC-CEDICT translate the lower-cased word (or a base form of it) to a term
+    the documents use?"""
+    return any(h in vocab for h in _word_candidates(low, _index()))
+
+
 def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None) -> tuple[list[str], int]:
     """Chinese terms of the documents that read as the name starting at word i
     ("Feng Zuxun" -> 冯祖荀), and how many words it spans; ([], 0) when none."""
@@ -1655,6 +1695,9 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
         key = "".join(latin_key(t[0]) for t in span)
         if len(key) < 4:  # "Li", "Wu": too many terms read so
             continue
+        if size == 1 and _dictionary_knows(span[0][1], vocab):
+            break  # one English word the dictionary translates ("China" is 中国, not 支那 read
+            # as Wade-Giles "chih-na"): a reading is for the names no dictionary has
         terms = index.get(key)
         if terms:
             return sorted(terms, key=len, reverse=True)[:_PER_WORD], size

@@ -276,9 +276,10 @@ def test_one_british_spelling_rule_for_words_and_phrases():
     from rag.crossling import _american, _lemma_candidates
 
     for british, american in [("labour", "labor"), ("colourful", "colorful"), ("neighbourhood", "neighborhood"),
-                              ("favourite", "favorite"), ("specialised", "specialized"), ("organises", "organizes")]:
+                              ("favourite", "favorite"), ("specialised", "specialized"), ("organises", "organizes"),
+                              ("organisation", "organization"), ("programmes", "programs")]:
         assert _american(british) == american and american in _lemma_candidates(british)
-    for word in ("four", "hour", "your", "tour", "flour", "source", "journal", "rise", "honest"):
+    for word in ("four", "hour", "your", "tour", "flour", "source", "journal", "rise", "honest", "mammal", "gramme"):
         assert _american(word) == word  # not British forms
         assert all("or" not in c or "or" in word for c in _lemma_candidates(word))
     assert _american("labour force") == "labor force"
@@ -415,3 +416,25 @@ def test_a_chinese_month_is_read_back_as_the_month_not_the_word_month():
     got = english_alternatives(["上海", "8", "月", "发布"], vocab)
     assert got[1] == got[2] == ["august"] and got[0] == ["shanghai"]
     assert english_alternatives(["三月"], vocab) == [["march"]]
+
+
+@pytest.mark.parametrize("question, term", [
+    ("What did the Prussian army do?", "普鲁士"),      # CC-CEDICT has Prussia, not Prussian
+    ("Who was the Chilean president?", "智利"),
+    ("When did the Napoleonic Wars end?", "拿破仑"),
+    ("What is the largest organelle?", "大型"),       # a superlative's base
+])
+def test_a_superlative_or_an_adjective_of_a_name_is_bridged_by_its_base(question, term):
+    vocab = CorpusVocab({"普鲁士", "智利", "拿破仑", "大型", "细胞器", "七人", "总统", "军队", "战争"})
+    assert any(term in g for g, _ in bridge_groups_sourced(question, vocab))
+
+
+def test_a_word_the_dictionary_translates_is_not_read_as_a_name():
+    # "China" read as Wade-Giles (chih-na) matches 支那; the dictionary says 中国. "Chilean"
+    # read so matched 七人. A reading is for names the dictionary does not know.
+    vocab = CorpusVocab({"支那", "中国", "七人", "智利", "开始"})
+    groups = dict((w[0], g) for g, w in bridge_groups_sourced("When did China begin? Who is Chilean?", vocab))
+    assert "中国" in groups["china"] and "支那" not in groups["china"]
+    assert "智利" in groups["chilean"] and "七人" not in groups["chilean"]
+    # a name the dictionary lacks is still read by its pinyin
+    assert "冯祖荀" in bridge_terms("Who is Feng Zuxun?", CorpusVocab({"冯祖荀", "数学"}))
