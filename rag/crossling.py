@@ -281,6 +281,51 @@ def _viet_readings() -> dict[int, tuple[str, ...]]:
     return {}
 
 
+@lru_cache(maxsize=1)
+def _wade_giles_readings() -> dict[int, tuple[str, ...]]:
+    """Code point -> toneless Wade-Giles readings without apostrophes (高 -> "kao", 雄 ->
+    "hsiung"), converted from the pinyin table by pypinyin: Taiwan's places and people are
+    written so in English (Kaohsiung = 高雄, Chung Hsing = 中兴)."""
+    from pypinyin import Style
+    from pypinyin.pinyin_dict import pinyin_dict
+    from pypinyin.style import convert
+
+    out = {}
+    for cp, readings in pinyin_dict.items():
+        keys = [latin_key(convert(r, Style.WADEGILES, True)).replace("v", "u") for r in readings.split(",")]
+        keys = tuple(k for k in dict.fromkeys(keys) if k)[:2]
+        if keys:
+            out[cp] = keys
+    return out
+
+
+@lru_cache(maxsize=1)
+def _cantonese_readings() -> dict[int, tuple[str, ...]]:
+    """Code point -> Cantonese readings in the Hong Kong government's romanisation (廖偉雄 ->
+    "liu" "wai" "hung", 尖沙咀 -> "tsim" "sha" "tsui"), as Hong Kong's names are written in
+    English; from the table the ``cantonese-romanisation`` package ships (MIT), traditional
+    characters also under their simplified form; empty when it is not installed."""
+    from rag.lang import to_simplified
+
+    spec = importlib.util.find_spec("cantoroman")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    for loc in spec.submodule_search_locations:
+        path = os.path.join(loc, "data", "charToRoman.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                table = json.load(fh)
+            out: dict[int, list[str]] = {}
+            for ch, readings in sorted(table.items()):
+                if len(ch) != 1:
+                    continue
+                for c in dict.fromkeys((ch, to_simplified(ch)[:1] or ch)):
+                    keys = out.setdefault(ord(c), [])
+                    keys += [k for k in map(latin_key, readings) if k and k not in keys]
+            return {cp: tuple(v[:3]) for cp, v in out.items() if v}
+    return {}
+
+
 _LONG_VOWELS = (("ou", "o"), ("oo", "o"), ("uu", "u"))
 _JA_READINGS_PER_CHAR = 6
 
@@ -362,9 +407,10 @@ def _reads_as(term: str, key: str, table: dict[int, tuple[str, ...]]) -> bool:
 
 
 def _reading_tables() -> list[dict[int, tuple[str, ...]]]:
-    """How names of Chinese characters are spelled in Latin letters: pinyin, and the
-    Sino-Vietnamese readings when available."""
-    return [t for t in (_char_readings(), _viet_readings()) if t]
+    """How names of Chinese characters are spelled in Latin letters: pinyin, Wade-Giles
+    (Taiwan), the Hong Kong government's Cantonese romanisation, and the Sino-Vietnamese
+    readings when available."""
+    return [t for t in (_char_readings(), _viet_readings(), _wade_giles_readings(), _cantonese_readings()) if t]
 
 
 def reading_keys(term: str, table: dict[int, tuple[str, ...]], limit: int = 4) -> list[str]:

@@ -438,3 +438,22 @@ def test_a_word_the_dictionary_translates_is_not_read_as_a_name():
     assert "智利" in groups["chilean"] and "七人" not in groups["chilean"]
     # a name the dictionary lacks is still read by its pinyin
     assert "冯祖荀" in bridge_terms("Who is Feng Zuxun?", CorpusVocab({"冯祖荀", "数学"}))
+
+
+@pytest.mark.parametrize("question, term", [
+    ("Where did Liu Wai-hung's ancestors come from?", "廖伟雄"),   # Hong Kong: Cantonese romanisation
+    ("What is in Kaohsiung?", "高雄"),                            # Taiwan: Wade-Giles
+    ("Who founded Chung Hsing University?", "中兴"),
+])
+def test_names_written_in_wade_giles_or_cantonese_match_document_terms(question, term):
+    vocab = CorpusVocab({"廖伟雄", "高雄", "中兴", "大学", "祖辈", "出口"})
+    assert term in bridge_terms(question, vocab)
+
+
+def test_cantonese_and_wade_giles_tables_are_read():
+    from rag.crossling import _cantonese_readings, _wade_giles_readings
+
+    wg, canto = _wade_giles_readings(), _cantonese_readings()
+    assert "hsiung" in wg[ord("雄")] and "kao" in wg[ord("高")]
+    # the package's table is keyed by traditional characters; the simplified form reads the same
+    assert "wai" in canto[ord("偉")] and "wai" in canto[ord("伟")]
