@@ -1208,7 +1208,7 @@ _SENSE_WORD_RX = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 _LEADING = frozenset({"to", "a", "an", "the"})
 _SENSE_STOP = frozenset({"sb", "sth", "one's", "oneself", "etc", "of", "a", "an", "the", "to", "and", "or"})
 _SHAPE = {1: 0.55, 2: 1.0, 3: 0.95, 4: 0.8}
-_CACHE_VERSION = "10"
+_CACHE_VERSION = "11"
 
 
 @dataclass
@@ -1301,10 +1301,17 @@ def _build_index(path: str) -> _Index:
             low = _CJKREF_RX.sub(" ", low)
         senses = low.replace("; ", "/").split("/", _MAX_SENSES)[:_MAX_SENSES]
         raw = defs.replace("; ", "/").split("/") if rare_any else None
+        # a name's sense often opens with its English forms, then describes it: "Sachsen or
+        # Saxony, Bundesland in east of Germany ...": the forms before the comma are senses
+        extra = _sense_forms(senses[0]) if proper and senses else []
 
         eid = -1
         all_rare = True
         j = 0
+        if extra:
+            eid = entry_id(simp)
+            for form in extra:
+                phrase[form].append((eid, rank_of[0]))
         for pos, sense in enumerate(senses):
             sense = sense.strip()
             if not sense or sense.startswith(skip) or sense.count(" ") > _MAX_NGRAM + 1:
@@ -1362,6 +1369,21 @@ def _build_index(path: str) -> _Index:
     phrase.default_factory = None
     word.default_factory = None
     return _Index(phrase, word, simp_list, prior_list)
+
+
+def _sense_forms(sense: str) -> list[str]:
+    """The English forms a proper noun's first sense opens with, before its description:
+    "sachsen or saxony, bundesland in east of germany" -> ["sachsen", "saxony"] (one or
+    two words each; [] for a sense without a comma)."""
+    head, comma, _ = sense.partition(",")
+    if not comma:
+        return []
+    out = []
+    for form in head.split(" or "):
+        words = _SENSE_WORD_RX.findall(form)
+        if 1 <= len(words) <= 2:
+            out.append(" ".join(words))
+    return out
 
 
 # An English noun that the dictionary defines only inside longer names ("public security

@@ -457,3 +457,14 @@ def test_cantonese_and_wade_giles_tables_are_read():
     assert "hsiung" in wg[ord("雄")] and "kao" in wg[ord("高")]
     # the package's table is keyed by traditional characters; the simplified form reads the same
     assert "wai" in canto[ord("偉")] and "wai" in canto[ord("伟")]
+
+
+def test_a_proper_nouns_english_forms_before_its_description_are_senses():
+    # CC-CEDICT: 萨克森 /Sachsen or Saxony, Bundesland in east of Germany, .../ -- one long
+    # sense, which was skipped whole; its forms before the comma are senses of their own
+    from rag.crossling import _sense_forms
+
+    assert _sense_forms("sachsen or saxony, bundesland in east of germany") == ["sachsen", "saxony"]
+    assert _sense_forms("to hold") == []
+    vocab = CorpusVocab({"萨克森", "下萨克森", "宗教", "少数"})
+    assert "萨克森" in bridge_terms("Which religion is a minority in Lower Saxony?", vocab)
