@@ -1208,7 +1208,7 @@ _SENSE_WORD_RX = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 _LEADING = frozenset({"to", "a", "an", "the"})
 _SENSE_STOP = frozenset({"sb", "sth", "one's", "oneself", "etc", "of", "a", "an", "the", "to", "and", "or"})
 _SHAPE = {1: 0.55, 2: 1.0, 3: 0.95, 4: 0.8}
-_CACHE_VERSION = "11"
+_CACHE_VERSION = "12"
 
 
 @dataclass
@@ -1373,16 +1373,18 @@ def _build_index(path: str) -> _Index:
 
 def _sense_forms(sense: str) -> list[str]:
     """The English forms a proper noun's first sense opens with, before its description:
-    "sachsen or saxony, bundesland in east of germany" -> ["sachsen", "saxony"] (one or
-    two words each; [] for a sense without a comma)."""
+    "sachsen or saxony, bundesland in east of germany" -> ["sachsen", "saxony"] (one word
+    each: a form of several is a person's name, "wang anshi, song dynasty politician", which
+    the pinyin reading has already, and read backwards its surname alone would stand for
+    it; [] for a sense without a comma)."""
     head, comma, _ = sense.partition(",")
     if not comma:
         return []
     out = []
     for form in head.split(" or "):
         words = _SENSE_WORD_RX.findall(form)
-        if 1 <= len(words) <= 2:
-            out.append(" ".join(words))
+        if len(words) == 1:
+            out.append(words[0])
     return out
 
 
