@@ -1705,6 +1705,26 @@ def _choose_senses(groups: list[list[str]], pools: list[list[tuple[str, float]]]
     return out
 
 
+_ROMAN_RX = re.compile(r"(?=[XVI])(X{0,3})(IX|IV|V?I{0,3})")
+
+
+def _regnal_number(word: str, before: str) -> list[str]:
+    """A Roman numeral after a capitalised name ("Napoleon III", "Louis XIV") in Chinese:
+    三世 / 十四 (拿破仑三世, 路易十四 both occur), [] for any other word. II to XL only, so
+    "I" and acronyms (CD, MC) are not read as numbers."""
+    m = _ROMAN_RX.fullmatch(word)
+    if not m or len(word) < 2 or not before[:1].isupper():
+        return []
+    tens, ones = m.groups()
+    value = 10 * len(tens) + {"IX": 9, "IV": 4}.get(ones, ("V" in ones) * 5 + ones.count("I"))
+    if not 2 <= value <= 40:
+        return []
+    import cn2an
+
+    zh = cn2an.an2cn(str(value))
+    return [zh + "世", zh]
+
+
 def _tokens(question: str) -> list[tuple[str, str]]:
     """(original, lower-cased) Latin words and numbers of the question."""
     toks: list[tuple[str, str]] = []
@@ -1920,6 +1940,11 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
         src = [low]
         if low[0].isdigit():
             emit([low.replace(",", "")])
+            i += 1
+            continue
+        regnal = _regnal_number(orig, toks[i - 1][0] if i else "")
+        if regnal:
+            emit(regnal + [low])
             i += 1
             continue
         names, size = _pinyin_name(toks, i, vocab)

@@ -468,3 +468,15 @@ def test_a_proper_nouns_english_forms_before_its_description_are_senses():
     assert _sense_forms("to hold") == []
     vocab = CorpusVocab({"萨克森", "下萨克森", "宗教", "少数"})
     assert "萨克森" in bridge_terms("Which religion is a minority in Lower Saxony?", vocab)
+
+
+def test_a_regnal_number_after_a_name_is_read_in_chinese():
+    from rag.crossling import _regnal_number
+
+    assert _regnal_number("III", "Napoleon") == ["三世", "三"]
+    assert _regnal_number("XIV", "Louis") == ["十四世", "十四"]
+    # not a numeral after a name: a pronoun, an acronym, a word at the start
+    assert _regnal_number("I", "Napoleon") == [] and _regnal_number("CD", "The") == []
+    assert _regnal_number("III", "") == []
+    groups = bridge_groups_sourced("When did Napoleon III surrender?", CorpusVocab({"拿破仑", "三世", "投降"}))
+    assert any("三世" in g for g, _ in groups)
