@@ -122,14 +122,15 @@ def _lemma_candidates(w: str) -> list[str]:
     return out
 
 
-# Superlatives and the adjectives English makes of names (Prussian, Chilean, Taiwanese,
-# Napoleonic): CC-CEDICT defines the base (large, Prussia, Chile, Taiwan, Napoleon), often
+# Superlatives and the adjectives English makes of names and nouns (Prussian, Chilean,
+# Taiwanese, Napoleonic, elemental, colonial): CC-CEDICT defines the base (large, Prussia,
+# Chile, Taiwan, Napoleon, element, colony), often
 # not the derived word. Facts of English morphology; tried only when the word itself and
 # its inflections have no sense of their own, and kept only where the dictionary has the base.
 _DERIVED = (
     ("iest", ("y",)), ("est", ("", "e", "-")),
     ("ese", ("",)), ("ian", ("ia", "", "a", "y", "e")), ("ean", ("e", "ea")), ("an", ("a", "", "o")),
-    ("ic", ("",)),
+    ("ic", ("",)), ("ial", ("y",)), ("al", ("", "e")),
 )
 
 

@@ -423,9 +423,10 @@ def test_a_chinese_month_is_read_back_as_the_month_not_the_word_month():
     ("Who was the Chilean president?", "智利"),
     ("When did the Napoleonic Wars end?", "拿破仑"),
     ("What is the largest organelle?", "大型"),       # a superlative's base
+    ("What is its elemental composition?", "元素"),   # an adjective's noun
 ])
 def test_a_superlative_or_an_adjective_of_a_name_is_bridged_by_its_base(question, term):
-    vocab = CorpusVocab({"普鲁士", "智利", "拿破仑", "大型", "细胞器", "七人", "总统", "军队", "战争"})
+    vocab = CorpusVocab({"普鲁士", "智利", "拿破仑", "大型", "细胞器", "七人", "总统", "军队", "战争", "元素", "组成"})
     assert any(term in g for g, _ in bridge_groups_sourced(question, vocab))
 
 
