@@ -1768,6 +1768,25 @@ def _dictionary_knows(low: str, vocab: CorpusVocab) -> bool:
     return any(h in vocab for h in _word_candidates(low, _index()))
 
 
+# Japanese place names join two nouns with the particle ga or no, written small (関ヶ原
+# Sekigahara, 霞ヶ関 Kasumigaseki, 井の頭 Inokashira); Chinese drops it (关原, 霞关, 井头).
+_JA_PARTICLES = ("ga", "no")
+
+
+def _japanese_without_particle(key: str, vocab: CorpusVocab) -> list[str]:
+    """The documents' two-character terms that read as the romaji name `key` with an
+    inner particle left out ("sekigahara" -> 关原). One word alone is not read in
+    Japanese otherwise (too many common words read as a short key); the particle, and
+    readings on both sides of it, make the match specific."""
+    out: list[str] = []
+    for part in _JA_PARTICLES:
+        at = key.find(part, 3)
+        while 3 <= at <= len(key) - 5:
+            out += [t for t in vocab.japanese(key[:at] + key[at + len(part):]) if len(t) == 2 and t not in out]
+            at = key.find(part, at + 1)
+    return out[:_PER_WORD]
+
+
 def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None) -> tuple[list[str], int]:
     """Chinese terms of the documents that read as the name starting at word i
     ("Feng Zuxun" -> 冯祖荀), and how many words it spans; ([], 0) when none."""
@@ -2013,6 +2032,8 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
                 terms = _rank(cands, vocab)
             if not terms and acronym:
                 terms = [orig]  # unknown acronym: Chinese text often keeps it ("PPT智能")
+            if not terms and vocab is not None and len(parts) == 1 and _is_name_word(orig, i):
+                terms = _japanese_without_particle(latin_key(orig), vocab)
             if not terms and vocab is not None and len(parts) == 1 and _is_name_word(orig, i):
                 # a Western name no dictionary knows: the documents may write it by sound
                 # (Spalletti = 斯帕莱蒂); the word itself stays for a text that keeps it

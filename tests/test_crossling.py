@@ -481,3 +481,13 @@ def test_a_regnal_number_after_a_name_is_read_in_chinese():
     assert _regnal_number("III", "") == []
     groups = bridge_groups_sourced("When did Napoleon III surrender?", CorpusVocab({"拿破仑", "三世", "投降"}))
     assert any("三世" in g for g, _ in groups)
+
+
+def test_a_japanese_place_name_is_read_without_its_particle():
+    # 関ヶ原 is Sekigahara in English and 关原 in Chinese: the small ヶ (ga) is dropped
+    from rag.crossling import _japanese_without_particle
+
+    vocab = CorpusVocab({"关原", "之战", "赢家", "霞关", "香蕉"})
+    assert "关原" in bridge_terms("Who won the Battle of Sekigahara?", vocab)
+    assert _japanese_without_particle("kasumigaseki", vocab) == ["霞关"]
+    assert _japanese_without_particle("banana", vocab) == []
