@@ -134,6 +134,21 @@ _DERIVED = (
 )
 
 
+def _superlative_terms(w: str, idx, vocab: CorpusVocab | None) -> list[str]:
+    """A superlative in the documents' Chinese form: 最 and a one-character sense of the
+    base ("largest" -> 最大, "earliest" -> 最早, "highest" -> 最高); [] for other words."""
+    if vocab is None or not w.endswith("est") or len(w) < 6:
+        return []
+    out: list[str] = []
+    for base in _derived_bases(w)[:4]:  # the -iest / -est rules come first
+        if base in idx.phrase and base != w:
+            for h in sorted(_postings(idx.phrase[base]).items(), key=lambda kv: -kv[1]):
+                t = "最" + h[0]
+                if len(h[0]) == 1 and t in vocab and t not in out:
+                    out.append(t)
+    return out[:1]
+
+
 def _derived_bases(w: str) -> list[str]:
     """Base forms of a superlative or of an adjective made from a name, most likely first
     ("biggest" -> big, "european" -> europe, "georgian" -> georgia); "-" drops a doubled
@@ -2030,6 +2045,9 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
                 idx = idx or _index()
                 cands = _word_candidates(p, idx)
                 terms = _rank(cands, vocab)
+                most = _superlative_terms(p, idx, vocab)
+                if most:
+                    terms = (most + [t for t in terms if t not in most])[:_PER_WORD]
             if not terms and acronym:
                 terms = [orig]  # unknown acronym: Chinese text often keeps it ("PPT智能")
             if not terms and vocab is not None and len(parts) == 1 and _is_name_word(orig, i):

@@ -491,3 +491,13 @@ def test_a_japanese_place_name_is_read_without_its_particle():
     assert "关原" in bridge_terms("Who won the Battle of Sekigahara?", vocab)
     assert _japanese_without_particle("kasumigaseki", vocab) == ["霞关"]
     assert _japanese_without_particle("banana", vocab) == []
+
+
+def test_a_superlative_is_also_read_as_most_and_its_base():
+    # Chinese says 最大 / 最早 where English says largest / earliest
+    vocab = CorpusVocab({"最大", "最早", "岛屿", "记录", "利息率"})
+    groups = dict((w[0], g) for g, w in bridge_groups_sourced(
+        "Which island is the largest? What is the earliest record?", vocab))
+    assert groups["largest"][0] == "最大" and groups["earliest"][0] == "最早"
+    # words that only end like a superlative are left alone
+    assert not any("最" in t for g, _ in bridge_groups_sourced("the interest rate", vocab) for t in g)
