@@ -307,9 +307,16 @@ def _wade_giles_readings() -> dict[int, tuple[str, ...]]:
     from pypinyin.style import convert
 
     out = {}
+    syllables: dict[str, str] = {}  # ~1,500 distinct syllables for ~40,000 characters
+
+    def wade_giles(r: str) -> str:
+        key = syllables.get(r)
+        if key is None:
+            key = syllables[r] = latin_key(convert(r, Style.WADEGILES, True)).replace("v", "u")
+        return key
+
     for cp, readings in pinyin_dict.items():
-        keys = [latin_key(convert(r, Style.WADEGILES, True)).replace("v", "u") for r in readings.split(",")]
-        keys = tuple(k for k in dict.fromkeys(keys) if k)[:2]
+        keys = tuple(k for k in dict.fromkeys(map(wade_giles, readings.split(","))) if k)[:2]
         if keys:
             out[cp] = keys
     return out
