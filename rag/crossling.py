@@ -77,6 +77,9 @@ _CEDICT_RELPATH = ("data", "cedict_1_0_ts_utf-8_mdbg.txt.gz")
 _PER_WORD = 3
 # Keep a candidate only if it scores at least this fraction of the best one.
 _REL_CUTOFF = 0.45
+# A proper noun's prior against a common word's: as a sense of a lower-case word it is
+# seldom meant ("long" is not the surname Long); a capitalised word takes it back.
+_PROPER_PRIOR = 0.8
 # Longest English phrase (in words) looked up as a whole.
 _MAX_NGRAM = 6
 
@@ -87,13 +90,17 @@ _MAX_NGRAM = 6
 _STOPWORDS = stopwords("bridge")
 
 
-_WORD_RX = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*%?")
+# a model number or code ("M114", "G4", "A380") is one word, as the search tokens keep it
+_WORD_RX = re.compile(r"[A-Za-z]+\d[A-Za-z\d]*|[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*%?")
 _HAN_RX = CJK_RE
 
 
 def _lemma_candidates(w: str) -> list[str]:
-    """Possible base forms of an inflected English word (most likely first)."""
-    out: list[str] = []
+    """Possible base forms of an inflected English word (most likely first): lemminflect's
+    dictionary lemmas, which know the irregular forms (overthrown, began, children, fled),
+    then suffix rules for the words its dictionary lacks (enfeoffing -> enfeoff). Wrong
+    guesses cost nothing: a form counts only where CC-CEDICT has it."""
+    out = [lemma for lemma in _dictionary_lemmas(w) if lemma != w]
     n = len(w)
     if n > 4 and w.endswith("ies"):
         out.append(w[:-3] + "y")
@@ -119,7 +126,18 @@ def _lemma_candidates(w: str) -> list[str]:
     us = _american_word(w)
     if us != w:
         out.append(us)
-    return out
+    return list(dict.fromkeys(out))
+
+
+@lru_cache(maxsize=65536)
+def _dictionary_lemmas(w: str) -> tuple[str, ...]:
+    """lemminflect's lemmas of a lower-cased word, every part of speech ("overthrown" ->
+    overthrow, "lords" -> lord); () for a word its dictionary does not hold. A stopword
+    lemma ("being" -> be, "does" -> do) is left out: no sense of it carries content."""
+    import lemminflect
+
+    lemmas = (x.lower() for forms in lemminflect.getAllLemmas(w).values() for x in forms)
+    return tuple(dict.fromkeys(x for x in lemmas if x not in _STOPWORDS))
 
 
 # Superlatives and the adjectives English makes of names and nouns (Prussian, Chilean,
@@ -132,6 +150,9 @@ _DERIVED = (
     ("ese", ("",)), ("ian", ("ia", "", "a", "y", "e")), ("ean", ("e", "ea")), ("an", ("a", "", "o")),
     ("ic", ("",)), ("ial", ("y",)), ("al", ("", "e")),
 )
+# Negated words CC-CEDICT has no sense for ("unadministered", "nonmetallic"): the base's
+# senses find the passage (無管理區域 holds 管理) though the negation is not translated.
+_NEGATIONS = ("un", "non")
 
 
 def _superlative_terms(w: str, idx, vocab: CorpusVocab | None) -> list[str]:
@@ -165,6 +186,11 @@ def _derived_bases(w: str, superlative: bool = False) -> list[str]:
                         out.append(stem[:-1])
                 else:
                     out.append(stem + r)
+    if not superlative:
+        for prefix in _NEGATIONS:
+            if len(w) > len(prefix) + 3 and w.startswith(prefix):
+                base = w[len(prefix):].lstrip("-")
+                out += [base] + _lemma_candidates(base)
     return list(dict.fromkeys(out))
 
 
@@ -1386,7 +1412,7 @@ def _build_index(path: str) -> _Index:
         if all_rare:
             pr *= 0.35  # only classical / dialect / slang senses
         if proper:
-            pr *= 0.8  # proper noun
+            pr *= _PROPER_PRIOR  # proper noun
         if pr > prior_list[eid]:  # max over several readings of one headword
             prior_list[eid] = pr
 
@@ -2056,6 +2082,14 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
             if terms is None:
                 idx = idx or _index()
                 cands = _word_candidates(p, idx)
+                if len(parts) == 1 and _is_name_word(orig, i):
+                    # a capitalised word names something: the proper nouns it is a whole
+                    # sense of lose the common-word discount (China -> 中国 before 我国 "our
+                    # country"); not those whose description merely holds it (Japanese ->
+                    # 山水, "Sansui, Japanese company")
+                    named = _postings(idx.phrase.get(p))
+                    cands = {h: sc / _PROPER_PRIOR if h in named and is_proper_noun(h) else sc
+                             for h, sc in cands.items()}
                 terms = _rank(cands, vocab)
                 most = _superlative_terms(p, idx, vocab)
                 if most:

@@ -501,3 +501,42 @@ def test_a_superlative_is_also_read_as_most_and_its_base():
     assert groups["largest"][0] == "最大" and groups["earliest"][0] == "最早"
     # words that only end like a superlative are left alone
     assert not any("最" in t for g, _ in bridge_groups_sourced("the interest rate", vocab) for t in g)
+
+
+@pytest.mark.parametrize("question, word, term", [
+    ("Which regime was overthrown?", "overthrown", "推翻"),   # irregular participle (lemminflect)
+    ("Which country's army used it?", "used", "使用"),        # four letters: the suffix rules skip it
+    ("Where were the children?", "children", "儿童"),
+])
+def test_irregular_and_short_inflections_reach_the_dictionarys_sense(question, word, term):
+    vocab = CorpusVocab({"推翻", "政权", "使用", "国家", "军队", "儿童", "中古"})
+    groups = dict((w[0], g) for g, w in bridge_groups_sourced(question, vocab))
+    assert term in groups[word]
+
+
+def test_a_negated_word_without_a_sense_is_bridged_by_its_base():
+    # 無管理區域: CC-CEDICT has no "unadministered"; "administer" finds the passage
+    vocab = CorpusVocab({"管理", "区域"})
+    groups = dict((w[0], g) for g, w in bridge_groups_sourced("How many unadministered areas are there?", vocab))
+    assert "管理" in groups["unadministered"]
+    assert crossling._derived_bases("under") == []  # not a negation prefix
+
+
+def test_a_capitalised_word_prefers_the_proper_noun_it_is_a_sense_of():
+    # CC-CEDICT: 我国 /our country/China/ outranks the proper noun 中国 /China/ for "china";
+    # capitalised, the word names the country
+    vocab = CorpusVocab({"中国", "我国", "中华", "开始"})
+    groups = dict((w[0], g) for g, w in bridge_groups_sourced("When did China begin?", vocab))
+    assert groups["china"][0] == "中国"
+
+
+def test_a_model_number_is_one_word_as_the_search_tokens_keep_it():
+    from rag.answering.gate import AnswerabilityGate
+    from rag.tokens import tokenize
+
+    assert tokenize("M114装甲车")[0] == "m114"
+    groups = dict((w[0], g) for g, w in bridge_groups_sourced("Which army used the M114?", CorpusVocab({"m114"})))
+    assert [t.lower() for t in groups["m114"]] == ["m114"]
+    q = AnswerabilityGate().question("Which army used the M114 in 1990 with 3.5 tons?")
+    forms = [n.forms for n in q.names]
+    assert ("m114",) in forms and ("3.5",) in forms and ("114",) not in forms and ("1990",) not in forms

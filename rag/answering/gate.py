@@ -41,6 +41,8 @@ _HAS_KIND = {
     ),
 }
 _YEAR_RE = re.compile(r"(?<!\d)(?:1[0-9]|20)\d{2}(?!\d)")
+_CODE_RE = re.compile(r"(?<![A-Za-z\d])[A-Za-z]+\d[A-Za-z\d]*")
+_NUMBER_RE = re.compile(r"(?<![A-Za-z\d.])\d+(?:\.\d+)?")
 _LATIN_NAME_RE = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z'’\-]+(?:\s+[A-Z][a-zA-Z'’\-]+)*")
 
 FEATURES = [
@@ -249,7 +251,9 @@ class AnswerabilityGate:
                 word = w.word.strip().lower()
                 if len(word) >= 2 and (w.flag in ENTITY_TAGS) and word not in cues:
                     names.append(Name((word, *english_of.get(word, [])[:1])))
-        names += [Name((n,)) for n in re.findall(r"\d+(?:\.\d+)?", q) if not _YEAR_RE.fullmatch(n)]
+        # codes ("M114", "G4") whole, other numbers but years as they are
+        names += [Name((c.lower(),)) for c in _CODE_RE.findall(q)]
+        names += [Name((n,)) for n in _NUMBER_RE.findall(q) if not _YEAR_RE.fullmatch(n)]
         return Question(question, english, expected_kind(question), groups, weights, names,
                         set(_YEAR_RE.findall(q)))
 
