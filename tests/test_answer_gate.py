@@ -31,6 +31,15 @@ ROWS = ROOT / "evals" / "gate-rows.json"
         ("会议在哪举行？", "place"),
         ("这些项目主要集中在哪五大领域？", None),  # 哪 before a numeral: "which", not "where"
         ("总部设在哪个城市？", "place"),
+        # 哪个 + noun is also written 哪一个 / 哪一 + noun, 哪 + noun as 哪一 + noun
+        ("自然史博物館位在哪一個國家內?", "place"),
+        ("芝台書院的創辦人為哪一個人?", "person"),
+        ("歐洲的哪一國希望成為常任理事國？", "place"),
+        ("大躍進的弊病從哪時開始逐漸浮現?", "time"),
+        # an English "which" + noun with a word between
+        ("In which Taiwanese city is the zone?", "place"),
+        ("Which European country joined them?", "place"),
+        ("Which kind of clothing is it?", None),
     ],
 )
 def test_expected_kind_from_question_words(question, kind):

@@ -57,11 +57,28 @@ def question_words() -> dict:
     return json.loads(QUESTION_WORDS_FILE.read_text(encoding="utf-8"))
 
 
+@lru_cache(maxsize=2)
 def _cues(lang_key: str) -> list[tuple[str, str]]:
-    """(cue, kind) pairs, longest cue first so "how long" beats "how"."""
+    """(cue, kind) pairs, longest cue first so "how long" beats "how". A Chinese cue
+    哪个 + noun is also asked as 哪一个 + noun and 哪一 + noun (哪一個國家, 哪一國家), and
+    哪 + noun as 哪一 + noun (哪一国, 哪一位)."""
     types = question_words()["types"]
     pairs = [(cue, kind) for kind, by_lang in types.items() for cue in by_lang[lang_key]]
-    return sorted(pairs, key=lambda p: -len(p[0]))
+    pairs += [(which + cue[2:], kind) for cue, kind in pairs if cue.startswith("哪个") and len(cue) > 2
+              for which in ("哪一个", "哪一")]
+    pairs += [("哪一" + cue[1:], kind) for cue, kind in pairs
+              if cue.startswith("哪") and not cue.startswith(("哪个", "哪一")) and cue not in ("哪里", "哪儿")]
+    return sorted(dict.fromkeys(pairs), key=lambda p: -len(p[0]))
+
+
+@lru_cache(maxsize=256)
+def _en_cue_re(cue: str) -> re.Pattern:
+    """An English cue as a pattern; "which city" also with a word between ("which
+    Taiwanese city", "what European country")."""
+    words = cue.split(" ")
+    if len(words) == 2 and words[0] in ("which", "what"):
+        return re.compile(rf" {words[0]} (?:[a-z]+ )?{words[1]} ")
+    return re.compile(rf" {re.escape(cue)} ")
 
 
 def expected_kind(question: str) -> str | None:
@@ -69,7 +86,7 @@ def expected_kind(question: str) -> str | None:
     if detect_lang(question) == "en":
         q = " " + re.sub(r"[^a-z0-9]+", " ", question.lower()) + " "
         for cue, kind in _cues("en"):
-            if f" {cue} " in q:
+            if _en_cue_re(cue).search(q):
                 return kind
         return None
     q = to_simplified(question)
