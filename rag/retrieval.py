@@ -300,7 +300,17 @@ class Searcher:
         # starts with the shorter one (it used to run only for k < coord_depth: a search for
         # 20 or more hits, as the gate's fit script makes, ranked without it)
         use_coord = not terms and s.coord_weight > 0 and s.coord_depth > 0
-        depth = max(k, s.coord_depth) if use_coord else k
+        # an English question: the names it bridged to (a proper noun of the dictionary,
+        # Wuhan -> 武汉, or a reading the documents hold, Minoru Endō -> 远藤实), its surest
+        # terms, take the coordination bonus's place
+        names = []
+        if terms and s.coord_weight > 0 and s.coord_depth > 0:
+            from rag.crossling import bridge_groups, bridge_names, is_proper_noun
+
+            names = [g for g in bridge_groups(question, self.vocab) if any(is_proper_noun(t) for t in g)]
+            names += [g for g in bridge_names(question, self.vocab) if g not in names]
+        use_names = bool(names)
+        depth = max(k, s.coord_depth) if (use_coord or use_names) else k
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:depth]
         # texts and offsets of these few ids: stored with the keyword index (a second call to
         # Chroma cost a third of a search at 100k chunks); from Chroma for any it lacks
@@ -320,6 +330,17 @@ class Searcher:
                 # the bonus only raises scores, so the head still outranks the rest
                 ranked = head + ranked[s.coord_depth:]
             ranked = ranked[:k]
+        elif use_names:
+            def held(cid: str) -> float:
+                c = fetched.get(cid)
+                if c is None:
+                    return 0.0
+                body = to_simplified(f"{c.heading} {c.text}").lower()
+                return sum(any(t.lower() in body for t in g) for g in names) / len(names)
+
+            head = sorted(((cid, sc + s.coord_weight * held(cid)) for cid, sc in ranked[:s.coord_depth]),
+                          key=lambda kv: -kv[1])
+            ranked = (head + ranked[s.coord_depth:])[:k]
         # A passage only the keyword list found has no cosine from the dense search (in a
         # collection of two languages, a Chinese question's dense candidates can all be
         # Chinese): its similarity is read from its stored vector, so the gate judges it by

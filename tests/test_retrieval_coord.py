@@ -104,3 +104,34 @@ def test_stored_vectors_that_cannot_be_read_leave_the_search_working(searcher, m
     monkeypatch.setattr(searcher.store, "vectors", gone)
     hits = searcher.search("越南的科举于何时废除？", 3)
     assert len(hits) >= 2 and any(h.dense_score is None for h in hits)
+
+
+NAMED_DOCS = {
+    # on the question's topic many times over, about another city
+    "a.md": "# 生态\n\n成都建设人工智能产业生态示范区，产业生态完善，生态协同发展，人工智能产业集聚，产业生态领先。",
+    # the one the question names
+    "b.md": "# 城市\n\n武汉建设产业创新中心，完善人工智能产业生态。",
+    **{k: v for k, v in DOCS.items() if k.startswith("f")},
+}
+
+
+@pytest.fixture
+def named_searcher(tmp_path, fake_embedder):
+    from rag.settings import Settings
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    for name, text in NAMED_DOCS.items():
+        (seeds / name).write_text(text, encoding="utf-8")
+    s = Settings(seeds_dir=seeds, index_dir=tmp_path / "index")
+    index_folder(s, fake_embedder)
+    return Searcher(s, ChunkStore.open(s.index_dir), fake_embedder)
+
+
+def test_an_english_question_prefers_the_passage_holding_the_place_it_names(named_searcher, monkeypatch):
+    # "wuhan" (lower-case, as people type) is a proper noun of the dictionary: the bridge's
+    # surest term; a passage on the topic that lacks it does not come first
+    question = "what is wuhan building to strengthen its AI industry ecosystem"
+    assert named_searcher.search(question, 3)[0].chunk.source == "b.md"
+    monkeypatch.setattr(named_searcher.settings, "coord_weight", 0.0)
+    assert named_searcher.search(question, 3)[0].chunk.source == "a.md"
