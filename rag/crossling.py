@@ -210,9 +210,18 @@ _BRITISH_OUR = re.compile(
 _BRITISH_RE = re.compile(r"(?<=[a-z]{2})([tb])r(e|es|ed)$")
 
 
+# the few words whose British and American forms swap c and s: the verb "practise" (noun
+# and verb "practice" in American), the nouns "defence", "offence", "licence", "pretence"
+_BRITISH_PRACTISE = re.compile(r"^practis(e|es|ed|ing)$")
+_BRITISH_CE = re.compile(r"^(defen|offen|licen|preten)ce(s?)$")
+
+
 def _american_word(w: str) -> str:
     """One lower-cased word in CC-CEDICT's American spelling ("specialise" -> "specialize",
-    "labour" -> "labor"), or the word itself."""
+    "labour" -> "labor", "practise" -> "practice"), or the word itself."""
+    if _BRITISH_PRACTISE.match(w):
+        return _BRITISH_PRACTISE.sub(r"practic\1", w)
+    w = _BRITISH_CE.sub(r"\1se\2", w)
     w = _BRITISH_OUR.sub("or", _BRITISH_ISE.sub(r"iz\1", _BRITISH_MME.sub(r"m\1", w)))
     return _BRITISH_RE.sub(lambda m: m.group(1) + "er" + {"e": "", "es": "s", "ed": "ed"}[m.group(2)], w)
 

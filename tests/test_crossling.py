@@ -540,3 +540,12 @@ def test_a_model_number_is_one_word_as_the_search_tokens_keep_it():
     q = AnswerabilityGate().question("Which army used the M114 in 1990 with 3.5 tons?")
     forms = [n.forms for n in q.names]
     assert ("m114",) in forms and ("3.5",) in forms and ("114",) not in forms and ("1990",) not in forms
+
+
+def test_british_words_that_swap_c_and_s_are_looked_up_in_american():
+    from rag.crossling import _american_word
+
+    assert _american_word("practise") == "practice" and _american_word("practising") == "practicing"
+    assert _american_word("defence") == "defense" and _american_word("licences") == "licenses"
+    assert _american_word("practice") == "practice" and _american_word("fence") == "fence"
+    assert "实践" in bridge_terms("When did they practise it?", CorpusVocab({"实践", "开始"}))
