@@ -44,17 +44,21 @@ DOCS = {
 }
 
 
-@pytest.fixture
-def searcher(tmp_path, fake_embedder):
+def _searcher_over(docs: dict[str, str], tmp_path, embedder) -> Searcher:
     from rag.settings import Settings
 
     seeds = tmp_path / "seeds"
     seeds.mkdir()
-    for name, text in DOCS.items():
+    for name, text in docs.items():
         (seeds / name).write_text(text, encoding="utf-8")
     s = Settings(seeds_dir=seeds, index_dir=tmp_path / "index")
-    index_folder(s, fake_embedder)
-    return Searcher(s, ChunkStore.open(s.index_dir), fake_embedder)
+    index_folder(s, embedder)
+    return Searcher(s, ChunkStore.open(s.index_dir), embedder)
+
+
+@pytest.fixture
+def searcher(tmp_path, fake_embedder):
+    return _searcher_over(DOCS, tmp_path, fake_embedder)
 
 
 def test_chunk_holding_all_question_terms_moves_above_one_repeating_a_few(searcher, monkeypatch):
@@ -117,15 +121,7 @@ NAMED_DOCS = {
 
 @pytest.fixture
 def named_searcher(tmp_path, fake_embedder):
-    from rag.settings import Settings
-
-    seeds = tmp_path / "seeds"
-    seeds.mkdir()
-    for name, text in NAMED_DOCS.items():
-        (seeds / name).write_text(text, encoding="utf-8")
-    s = Settings(seeds_dir=seeds, index_dir=tmp_path / "index")
-    index_folder(s, fake_embedder)
-    return Searcher(s, ChunkStore.open(s.index_dir), fake_embedder)
+    return _searcher_over(NAMED_DOCS, tmp_path, fake_embedder)
 
 
 def test_an_english_question_prefers_the_passage_holding_the_place_it_names(named_searcher, monkeypatch):
