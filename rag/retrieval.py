@@ -255,7 +255,11 @@ class Searcher:
             store, keyword = self.store, self.keyword
         if not len(keyword):
             return []
-        terms = bridge(question, self.vocab) if detect_lang(question) == "en" else []
+        from rag.crossling import bridge_groups
+
+        # an English question's Chinese terms, by word (the name bonus below reads the groups)
+        groups = bridge_groups(question, self.vocab) if detect_lang(question) == "en" else []
+        terms = list(dict.fromkeys(t for g in groups for t in g))  # as bridge() flattens them
         # Fusion is a weighted sum of min-max normalised scores over each
         # list's candidates (measured better than reciprocal-rank fusion by
         # bench/fusion.py: rank fusion buries a passage that one retriever is
@@ -305,9 +309,9 @@ class Searcher:
         # terms, take the coordination bonus's place
         names = []
         if terms and s.coord_weight > 0 and s.coord_depth > 0:
-            from rag.crossling import bridge_groups, bridge_names, is_proper_noun
+            from rag.crossling import bridge_names, is_proper_noun
 
-            names = [g for g in bridge_groups(question, self.vocab) if any(is_proper_noun(t) for t in g)]
+            names = [g for g in groups if any(is_proper_noun(t) for t in g)]
             names += [g for g in bridge_names(question, self.vocab) if g not in names]
         use_names = bool(names)
         depth = max(k, s.coord_depth) if (use_coord or use_names) else k
