@@ -30,6 +30,14 @@ from rag.types import Chunk, UserError
 log = logging.getLogger(__name__)
 
 COLLECTION = "chunks"
+# Chroma's HNSW search breadth (its default is 100). The searcher asks for 100 dense
+# candidates and min-max normalises their cosines, so the 100th one matters. With a search
+# breadth equal to the number of results, the tail of that list is approximate and changes
+# from one process to the next (the chunks not yet flushed to the persisted graph are
+# inserted again, on several threads, each time the collection is opened): the same
+# question on the same index got another answer after a restart. Four times the results
+# makes the list exact in practice (bench/hnsw_search_ef.py: recall, latency, repeatability).
+SEARCH_EF = 400
 _CURRENT = "CURRENT"
 
 
@@ -185,9 +193,11 @@ class ChunkStore:
             with _CLIENTS_LOCK:
                 if self._collection is None:
                     meta = {"hnsw:space": "cosine", "embed_model": self.manifest.embed_model, "dim": self.manifest.dim}
-                    self._collection = self.client.get_or_create_collection(
+                    collection = self.client.get_or_create_collection(
                         self.manifest.collection, metadata=meta, embedding_function=None
                     )
+                    _widen_search(collection)
+                    self._collection = collection
         return self._collection
 
     # ---- opening -------------------------------------------------------
@@ -406,6 +416,19 @@ class ChunkStore:
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         return ChromaVectorStore(chroma_collection=self.collection)
+
+
+def _widen_search(collection) -> None:
+    """Raise the collection's HNSW search breadth to SEARCH_EF (a setting Chroma lets change
+    after creation; also for indexes built before it was set). The space is given as metadata
+    at creation and left alone: a configuration passed there would replace it with l2. A server
+    that refuses keeps its own setting, and the search works as before."""
+    try:
+        current = int((collection.configuration_json or {}).get("hnsw", {}).get("ef_search") or 0)
+        if current < SEARCH_EF:
+            collection.modify(configuration={"hnsw": {"ef_search": SEARCH_EF}})
+    except Exception as exc:  # noqa: BLE001 - any client or server error: search still works
+        log.warning("Chroma search breadth left at its default: %s", exc)
 
 
 def _meta(c: Chunk, sha: str) -> dict[str, Any]:

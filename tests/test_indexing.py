@@ -124,3 +124,23 @@ def test_hybrid_search_finds_shanghai_with_fake_dense(settings_for, fake_embedde
     assert "上海市加快推動" in hits[0].chunk.text
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
     assert hits[0].keyword_score and hits[0].keyword_score > 0
+
+
+def test_the_collection_searches_wide_enough_for_its_candidates_also_when_built_before(settings_for, fake_embedder):
+    """Chroma's default HNSW search breadth equals the 100 candidates the searcher asks for,
+    and the tail of that list then changes from one process to the next. The store raises it
+    on open, for an index built before too, and keeps the cosine space."""
+    from rag.store import SEARCH_EF, forget_open_clients
+
+    s = settings_for()
+    index_folder(s, fake_embedder)
+    store = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url)
+    hnsw = store.collection.configuration_json["hnsw"]
+    assert hnsw["ef_search"] == SEARCH_EF >= 2 * s.dense_candidates and hnsw["space"] == "cosine"
+    n = store.collection.count()
+    # as an index built with Chroma's default breadth is
+    store.collection.modify(configuration={"hnsw": {"ef_search": 100}})
+    forget_open_clients()
+    reopened = ChunkStore.open(s.index_dir, chroma_url=s.chroma_url)
+    hnsw = reopened.collection.configuration_json["hnsw"]
+    assert hnsw["ef_search"] == SEARCH_EF and hnsw["space"] == "cosine" and reopened.collection.count() == n
