@@ -116,6 +116,42 @@ def coord(terms: list[tuple[str, float]], heading: str, text: str) -> float:
     return got / total
 
 
+def _spans(term: str, body: str) -> list[tuple[int, int]]:
+    """Where a search term occurs in a (simplified, lower-cased) text; a Latin or number term
+    only as a whole word."""
+    if _LATIN_TERM.match(term):
+        return [m.span() for m in re.finditer(rf"(?<![0-9a-z]){re.escape(term)}(?![0-9a-z])", body)]
+    out, i = [], body.find(term)
+    while i >= 0:
+        out.append((i, i + len(term)))
+        i = body.find(term, i + 1)
+    return out
+
+
+def proximity(groups: list[tuple[list[str], float]], body: str, gap: int = 2) -> float:
+    """Share of the weight of the question's neighbouring word pairs whose translations the
+    (simplified, lower-cased) chunk text holds side by side: in either order ("Battle of
+    Sekigahara", 关原之战), at most `gap` characters apart (管理区域, 香港的政府), 0..1.
+    `groups` are the question's words in order, each as its alternatives and a weight;
+    a pair weighs as its lighter word. Term proximity as Lucene's sloppy phrase queries
+    score it, reduced to neighbouring pairs: the dictionary bridge gives each word several
+    senses, and two of them standing together in a chunk is where the chunk says what the
+    question says (unadministered areas -> 无管理区域, not 管辖 in one sentence and 区域 in
+    another)."""
+    if len(groups) < 2:
+        return 0.0
+    spans = [[sp for t in g for sp in _spans(t.lower(), body)] for g, _ in groups]
+    total = got = 0.0
+    for (_, wa), (_, wb), a, b in zip(groups, groups[1:], spans, spans[1:]):
+        w = min(wa, wb)
+        total += w
+        # side by side, not overlapping (a term and its own longer translation)
+        if any(-gap <= y0 - x1 <= gap or -gap <= x0 - y1 <= gap
+               for x0, x1 in a for y0, y1 in b if not (x0 < y1 and y0 < x1)):
+            got += w
+    return got / total if total > 0 else 0.0
+
+
 def _minmax(values: list[float], floor: float | None = None) -> list[float]:
     """Scale to [0, 1] over the candidates (BM25 from 0: a zero score means no match)."""
     if not values:
@@ -306,15 +342,22 @@ class Searcher:
         use_coord = not terms and s.coord_weight > 0 and s.coord_depth > 0
         # an English question: the names it bridged to (a proper noun of the dictionary,
         # Wuhan -> 武汉, or a reading the documents hold, Minoru Endō -> 远藤实), its surest
-        # terms, take the coordination bonus's place
-        names = []
-        if terms and s.coord_weight > 0 and s.coord_depth > 0:
-            from rag.crossling import bridge_names, is_proper_noun
+        # terms, take the coordination bonus's place; and its neighbouring words whose
+        # translations a chunk holds side by side take the proximity bonus
+        names: list[list[str]] = []
+        pairs: list[tuple[list[str], float]] = []
+        if terms and s.coord_depth > 0:
+            if s.coord_weight > 0:
+                from rag.crossling import bridge_names, is_proper_noun
 
-            names = [g for g in groups if any(is_proper_noun(t) for t in g)]
-            names += [g for g in bridge_names(question, self.vocab) if g not in names]
-        use_names = bool(names)
-        depth = max(k, s.coord_depth) if (use_coord or use_names) else k
+                names = [g for g in groups if any(is_proper_noun(t) for t in g)]
+                names += [g for g in bridge_names(question, self.vocab) if g not in names]
+            if s.proximity_weight > 0:
+                # each word's group weighs as its rarest translation the documents hold
+                pairs = [(g, w) for g in groups
+                         if (w := max((self.idf(t) for t in g if keyword.doc_freq(t)), default=0.0)) > 0]
+        use_english = bool(names) or len(pairs) >= 2
+        depth = max(k, s.coord_depth) if (use_coord or use_english) else k
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:depth]
         # texts and offsets of these few ids: stored with the keyword index (a second call to
         # Chroma cost a third of a search at 100k chunks); from Chroma for any it lacks
@@ -334,16 +377,16 @@ class Searcher:
                 # the bonus only raises scores, so the head still outranks the rest
                 ranked = head + ranked[s.coord_depth:]
             ranked = ranked[:k]
-        elif use_names:
-            def held(cid: str) -> float:
+        elif use_english:
+            def bonus(cid: str) -> float:
                 c = fetched.get(cid)
                 if c is None:
                     return 0.0
                 body = to_simplified(f"{c.heading} {c.text}").lower()
-                return sum(any(t.lower() in body for t in g) for g in names) / len(names)
+                held = sum(any(t.lower() in body for t in g) for g in names) / len(names) if names else 0.0
+                return s.coord_weight * held + s.proximity_weight * proximity(pairs, body)
 
-            head = sorted(((cid, sc + s.coord_weight * held(cid)) for cid, sc in ranked[:s.coord_depth]),
-                          key=lambda kv: -kv[1])
+            head = sorted(((cid, sc + bonus(cid)) for cid, sc in ranked[:s.coord_depth]), key=lambda kv: -kv[1])
             ranked = (head + ranked[s.coord_depth:])[:k]
         # A passage only the keyword list found has no cosine from the dense search (in a
         # collection of two languages, a Chinese question's dense candidates can all be

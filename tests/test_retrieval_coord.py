@@ -131,3 +131,38 @@ def test_an_english_question_prefers_the_passage_holding_the_place_it_names(name
     assert named_searcher.search(question, 3)[0].chunk.source == "b.md"
     monkeypatch.setattr(named_searcher.settings, "coord_weight", 0.0)
     assert named_searcher.search(question, 3)[0].chunk.source == "a.md"
+
+
+def test_proximity_counts_neighbouring_words_held_side_by_side():
+    from rag.retrieval import proximity
+
+    groups = [(["管理", "管辖"], 2.0), (["区域", "地方"], 1.0), (["萨克森"], 3.0)]
+    # each pair weighs as its lighter word (1.0 and 1.0): 管理 and 区域 side by side, 区域 and
+    # 萨克森 one character apart in the other order
+    assert proximity(groups, "萨克森的区域，无管理区域") == 1.0
+    assert proximity(groups, "下萨克森州共有25个无管理区域") == 0.5
+    assert proximity([(["管理"], 3.0), (["区域"], 1.0), (["萨克森"], 2.0)], "萨克森州的区域管理") == 1.0
+    # held in one chunk but apart: nothing; a term inside its own longer neighbour: nothing
+    assert proximity(groups, "管辖范围很大。这些区域以北是萨克森") == 0.0
+    assert proximity([(["区域"], 1.0), (["区"], 1.0)], "区域") == 0.0
+    # either order, Latin words as whole words only
+    assert proximity([(["battle"], 1.0), (["sekigahara"], 1.0)], "sekigahara battle") == 1.0
+    assert proximity([(["war"], 1.0), (["zone"], 1.0)], "warzone") == 0.0
+    assert proximity(groups[:1], "管理区域") == 0.0
+
+
+PHRASE_DOCS = {
+    # holds the question's words many times, never side by side
+    "a.md": "# 规划\n\n区域规划由管辖部门负责。这个区域很大，由多个部门共同管辖，目前发展很快。区域规划完善，由省里统一管辖。",
+    # holds them once, side by side: the answer
+    "b.md": "# 行政\n\n全州共有25个无管理区域。",
+    **{k: v for k, v in DOCS.items() if k.startswith("f")},
+}
+
+
+def test_an_english_question_prefers_the_passage_saying_its_phrase(tmp_path, fake_embedder, monkeypatch):
+    searcher = _searcher_over(PHRASE_DOCS, tmp_path, fake_embedder)
+    question = "how many unadministered areas are there"
+    assert searcher.search(question, 3)[0].chunk.source == "b.md"
+    monkeypatch.setattr(searcher.settings, "proximity_weight", 0.0)
+    assert searcher.search(question, 3)[0].chunk.source == "a.md"
