@@ -33,11 +33,11 @@ def bridge(question: str, vocab=None) -> list[str]:
     return bridge_terms(question, vocab)
 
 
-def english_terms(tokens: list[str], vocab, idf=None) -> tuple[list[str], float]:
+def english_terms(tokens: list[str], vocab, idf=None) -> tuple[list[str], float, dict[str, list[str]]]:
     """The documents' English words for a Chinese question's search tokens (none when the
-    documents hold no English; `rag.crossling.english_alternatives`), and the share of the
+    documents hold no English; `rag.crossling.english_alternatives`), the share of the
     tokens (weighed by `idf`, else counted) that have any: how much of the question the
-    English words carry."""
+    English words carry, and each token's own English words."""
     from rag.crossling import english_alternatives
 
     uniq = list(dict.fromkeys(tokens))
@@ -45,7 +45,7 @@ def english_terms(tokens: list[str], vocab, idf=None) -> tuple[list[str], float]
     weight = idf or (lambda t: 1.0)
     total = sum(weight(t) for t in uniq) or 1.0
     share = sum(weight(t) for t, a in zip(uniq, alts) if a) / total
-    return list(dict.fromkeys(w for a in alts for w in a if w not in uniq)), share
+    return list(dict.fromkeys(w for a in alts for w in a if w not in uniq)), share, dict(zip(uniq, alts))
 
 
 def query_tokens(question: str, terms: list[str] | None = None) -> list[str]:
@@ -306,6 +306,7 @@ class Searcher:
         s = self.settings
         w_dense = s.dense_weight_crosslingual if terms else s.dense_weight
         queries = [(question, w_dense)]
+        english_of: dict[str, list[str]] = {}
         if terms:
             queries.append((" ".join(terms), s.bridge_dense_weight))
             qtoks = query_tokens(question, terms)
@@ -314,7 +315,7 @@ class Searcher:
             # a Chinese question over English documents: its terms' English words in them,
             # searched as keywords and embedded as a second, same-language query (as an
             # English question's Chinese terms are)
-            english, share = english_terms(qtoks, self.vocab, self.idf)
+            english, share, english_of = english_terms(qtoks, self.vocab, self.idf)
             qtoks += english
             if english:
                 # weighed by how much of the question the English words carry: 上海 that
@@ -342,21 +343,27 @@ class Searcher:
         use_coord = not terms and s.coord_weight > 0 and s.coord_depth > 0
         # an English question: the names it bridged to (a proper noun of the dictionary,
         # Wuhan -> 武汉, or a reading the documents hold, Minoru Endō -> 远藤实), its surest
-        # terms, take the coordination bonus's place; and its neighbouring words whose
-        # translations a chunk holds side by side take the proximity bonus
+        # terms, take the coordination bonus's place
         names: list[list[str]] = []
-        pairs: list[tuple[list[str], float]] = []
-        if terms and s.coord_depth > 0:
-            if s.coord_weight > 0:
-                from rag.crossling import bridge_names, is_proper_noun
+        if terms and s.coord_weight > 0 and s.coord_depth > 0:
+            from rag.crossling import bridge_names, is_proper_noun
 
-                names = [g for g in groups if any(is_proper_noun(t) for t in g)]
-                names += [g for g in bridge_names(question, self.vocab) if g not in names]
-            if s.proximity_weight > 0:
-                # each word's group weighs as its rarest translation the documents hold
-                pairs = [(g, w) for g in groups
-                         if (w := max((self.idf(t) for t in g if keyword.doc_freq(t)), default=0.0)) > 0]
-        use_english = bool(names) or len(pairs) >= 2
+            names = [g for g in groups if any(is_proper_noun(t) for t in g)]
+            names += [g for g in bridge_names(question, self.vocab) if g not in names]
+        # the question's words as read through the dictionary, in order (an English question's
+        # Chinese terms; a Chinese question's English words in English documents): neighbours
+        # a chunk holds side by side take the proximity bonus. Each word weighs as its rarest
+        # reading the documents hold. A Chinese question's own words are not read this way:
+        # BM25 already matches its phrases, and measured, the bonus only answered an on-topic
+        # passage that echoed them.
+        pairs: list[tuple[list[str], float]] = []
+        if s.proximity_weight > 0 and s.coord_depth > 0:
+            read = groups if terms else [english_of.get(t, []) for t in dict.fromkeys(tokenize(question))]
+            pairs = [(g, w) for g in read
+                     if (w := max((self.idf(t) for t in g if keyword.doc_freq(t)), default=0.0)) > 0]
+            if len(pairs) < 2:
+                pairs = []
+        use_english = bool(terms) and bool(names or pairs)
         depth = max(k, s.coord_depth) if (use_coord or use_english) else k
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:depth]
         # texts and offsets of these few ids: stored with the keyword index (a second call to
@@ -370,23 +377,26 @@ class Searcher:
             # an empty index leaves no term with a document frequency, so no terms
             cterms = coord_terms(qtoks, lambda t: self.idf(t) if keyword.doc_freq(t) else None)
             if cterms:
-                head = sorted(
-                    ((cid, sc + s.coord_weight * coord(cterms, fetched[cid].heading, fetched[cid].text)
-                      if fetched.get(cid) is not None else sc) for cid, sc in ranked[:s.coord_depth]),
-                    key=lambda kv: -kv[1])
+                def bonus(c: Chunk) -> float:
+                    near = proximity(pairs, to_simplified(f"{c.heading} {c.text}").lower()) if pairs else 0.0
+                    return s.coord_weight * coord(cterms, c.heading, c.text) + s.proximity_weight * near
+
+                head = sorted(((cid, sc + bonus(fetched[cid]) if fetched.get(cid) is not None else sc)
+                               for cid, sc in ranked[:s.coord_depth]), key=lambda kv: -kv[1])
                 # the bonus only raises scores, so the head still outranks the rest
                 ranked = head + ranked[s.coord_depth:]
             ranked = ranked[:k]
         elif use_english:
-            def bonus(cid: str) -> float:
+            def english_bonus(cid: str) -> float:
                 c = fetched.get(cid)
                 if c is None:
                     return 0.0
                 body = to_simplified(f"{c.heading} {c.text}").lower()
                 held = sum(any(t.lower() in body for t in g) for g in names) / len(names) if names else 0.0
-                return s.coord_weight * held + s.proximity_weight * proximity(pairs, body)
+                return s.coord_weight * held + s.proximity_weight * (proximity(pairs, body) if pairs else 0.0)
 
-            head = sorted(((cid, sc + bonus(cid)) for cid, sc in ranked[:s.coord_depth]), key=lambda kv: -kv[1])
+            head = sorted(((cid, sc + english_bonus(cid)) for cid, sc in ranked[:s.coord_depth]),
+                          key=lambda kv: -kv[1])
             ranked = (head + ranked[s.coord_depth:])[:k]
         # A passage only the keyword list found has no cosine from the dense search (in a
         # collection of two languages, a Chinese question's dense candidates can all be

@@ -72,14 +72,17 @@ class Settings(BaseSettings):
     # crosslingual-drcd .883 -> .867, no other set changed).
     coord_weight: float = 0.2
     coord_depth: int = 20
-    # English questions: among the same top candidates, a chunk also gains proximity_weight x
+    # A question read through the dictionary (English over Chinese text, or Chinese over
+    # English text): among the same top candidates, a chunk also gains proximity_weight x
     # the idf share of the question's neighbouring word pairs whose translations it holds side
     # by side (rag/retrieval.py `proximity`). `RAG_PROXIMITY_WEIGHT=W rag eval --mode
-    # extractive` (2026-12-03, runs/px*, pe*): W 0.2 crosslingual hit@1 .900 -> .917; 0.3 and
-    # 0.4 also crosslingual-drcd .867 -> .883 at 0.4 (xd-31 rank 3 -> 1), no question lower;
-    # 0.55 english en-en-04 1 -> 2; 0.7 seed en-18 lost too. Chinese questions gained nothing
-    # and lost seed-heldout h-un-04 (an on-topic passage echoing the question's 计划2027 was
-    # answered from): a Chinese question's own words already carry its phrase to BM25.
+    # extractive` (2026-12-03, runs/px*, pe*), English questions: W 0.2 crosslingual hit@1
+    # .900 -> .917; 0.3 and 0.4 the same, and at 0.4 crosslingual-drcd .867 -> .883 (xd-31
+    # rank 3 -> 1), no question lower; 0.55 english en-en-04 1 -> 2; 0.7 seed en-18 lost too.
+    # A Chinese question's English words over English documents (runs/c14): english en-zht-06
+    # rank 2 -> 1, nothing else changed (0.8 and 1.5 the same). A Chinese question's own words
+    # over Chinese text gained nothing and lost seed-heldout h-un-04 (an on-topic passage
+    # echoing the question's 计划2027 was answered from): BM25 already carries their phrase.
     proximity_weight: float = 0.4
     # English questions in LLM mode also search with the LLM's Chinese translation of the
     # question, fused with the English search (bench/query_translation.py); "off" skips it

@@ -166,3 +166,24 @@ def test_an_english_question_prefers_the_passage_saying_its_phrase(tmp_path, fak
     assert searcher.search(question, 3)[0].chunk.source == "b.md"
     monkeypatch.setattr(searcher.settings, "proximity_weight", 0.0)
     assert searcher.search(question, 3)[0].chunk.source == "a.md"
+
+
+ENGLISH_DOCS = {
+    # holds the question's words many times, never side by side
+    "a.md": "# Fund\n\nThe fund pays for training in every skill. The fund grows; new skills are "
+            "taught, each skill is tested, and the fund is audited. Skills matter to the fund.",
+    # holds them once, side by side: the answer
+    "b.md": "# Budget\n\nThe council's budget for the year, set in March after a long debate among its "
+            "members, gives the skills fund 2 million pounds; the rest goes to roads, parks and libraries.",
+    "f0.md": "# Weather\n\nIt rained all week in the harbour town.",
+    "f1.md": "# River\n\nThe river runs through three counties to the sea.",
+    "f2.md": "# Food\n\nBread and soup are served at noon.",
+}
+
+
+def test_a_chinese_question_prefers_the_english_passage_saying_its_phrase(tmp_path, fake_embedder, monkeypatch):
+    searcher = _searcher_over(ENGLISH_DOCS, tmp_path, fake_embedder)
+    question = "技能基金有多少钱？"
+    assert searcher.search(question, 3)[0].chunk.source == "b.md"
+    monkeypatch.setattr(searcher.settings, "proximity_weight", 0.0)
+    assert searcher.search(question, 3)[0].chunk.source == "a.md"
