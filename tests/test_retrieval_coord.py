@@ -151,28 +151,16 @@ def test_proximity_counts_neighbouring_words_held_side_by_side():
     assert proximity(groups[:1], "管理区域") == 0.0
 
 
+# In each collection a.md holds the question's words many times, never side by side, and b.md
+# holds them once, side by side: the answer.
 PHRASE_DOCS = {
-    # holds the question's words many times, never side by side
     "a.md": "# 规划\n\n区域规划由管辖部门负责。这个区域很大，由多个部门共同管辖，目前发展很快。区域规划完善，由省里统一管辖。",
-    # holds them once, side by side: the answer
     "b.md": "# 行政\n\n全州共有25个无管理区域。",
     **{k: v for k, v in DOCS.items() if k.startswith("f")},
 }
-
-
-def test_an_english_question_prefers_the_passage_saying_its_phrase(tmp_path, fake_embedder, monkeypatch):
-    searcher = _searcher_over(PHRASE_DOCS, tmp_path, fake_embedder)
-    question = "how many unadministered areas are there"
-    assert searcher.search(question, 3)[0].chunk.source == "b.md"
-    monkeypatch.setattr(searcher.settings, "proximity_weight", 0.0)
-    assert searcher.search(question, 3)[0].chunk.source == "a.md"
-
-
 ENGLISH_DOCS = {
-    # holds the question's words many times, never side by side
     "a.md": "# Fund\n\nThe fund pays for training in every skill. The fund grows; new skills are "
             "taught, each skill is tested, and the fund is audited. Skills matter to the fund.",
-    # holds them once, side by side: the answer
     "b.md": "# Budget\n\nThe council's budget for the year, set in March after a long debate among its "
             "members, gives the skills fund 2 million pounds; the rest goes to roads, parks and libraries.",
     "f0.md": "# Weather\n\nIt rained all week in the harbour town.",
@@ -181,9 +169,13 @@ ENGLISH_DOCS = {
 }
 
 
-def test_a_chinese_question_prefers_the_english_passage_saying_its_phrase(tmp_path, fake_embedder, monkeypatch):
-    searcher = _searcher_over(ENGLISH_DOCS, tmp_path, fake_embedder)
-    question = "技能基金有多少钱？"
+@pytest.mark.parametrize("docs,question", [
+    (PHRASE_DOCS, "how many unadministered areas are there"),  # English over Chinese text
+    (ENGLISH_DOCS, "技能基金有多少钱？"),  # Chinese over English text
+], ids=["english-question", "chinese-question-english-text"])
+def test_a_question_read_through_the_dictionary_prefers_the_passage_saying_its_phrase(
+        docs, question, tmp_path, fake_embedder, monkeypatch):
+    searcher = _searcher_over(docs, tmp_path, fake_embedder)
     assert searcher.search(question, 3)[0].chunk.source == "b.md"
     monkeypatch.setattr(searcher.settings, "proximity_weight", 0.0)
     assert searcher.search(question, 3)[0].chunk.source == "a.md"
