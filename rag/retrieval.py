@@ -307,11 +307,13 @@ class Searcher:
         w_dense = s.dense_weight_crosslingual if terms else s.dense_weight
         queries = [(question, w_dense)]
         english_of: dict[str, list[str]] = {}
+        own: list[str] = []  # a Chinese question's own tokens, in order
         if terms:
             queries.append((" ".join(terms), s.bridge_dense_weight))
             qtoks = query_tokens(question, terms)
         else:
-            qtoks = _with_pieces(tokenize(question), keyword)
+            own = tokenize(question)
+            qtoks = _with_pieces(own, keyword)
             # a Chinese question over English documents: its terms' English words in them,
             # searched as keywords and embedded as a second, same-language query (as an
             # English question's Chinese terms are)
@@ -358,7 +360,7 @@ class Searcher:
         # passage that echoed them.
         pairs: list[tuple[list[str], float]] = []
         if s.proximity_weight > 0 and s.coord_depth > 0:
-            read = groups if terms else [english_of.get(t, []) for t in dict.fromkeys(tokenize(question))]
+            read = groups if terms else [english_of.get(t, []) for t in dict.fromkeys(own)]
             pairs = [(g, w) for g in read
                      if (w := max((self.idf(t) for t in g if keyword.doc_freq(t)), default=0.0)) > 0]
             if len(pairs) < 2:
