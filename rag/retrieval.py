@@ -98,29 +98,40 @@ def coord_terms(toks: list[str], idf) -> list[tuple[str, float]]:
     return out
 
 
+def chunk_body(heading: str, text: str) -> str:
+    """A chunk's heading and text as the bonuses below match terms in: simplified, lower-cased."""
+    return to_simplified(f"{heading} {text}").lower()
+
+
 def coord(terms: list[tuple[str, float]], heading: str, text: str) -> float:
     """Share of the terms' idf that the chunk (with its heading) holds, 0..1. A Chinese term
     counts where its characters occur, not only where the chunk's tokeniser cut the same
     word (元详 holds 元 and 详; 封北海王 holds 封); a Latin or number term counts as a whole word."""
+    return coord_in(terms, chunk_body(heading, text))
+
+
+def coord_in(terms: list[tuple[str, float]], body: str) -> float:
+    """`coord` over a chunk's `chunk_body`."""
     total = sum(w for _, w in terms)
     if total <= 0:
         return 0.0
-    body = to_simplified(f"{heading} {text}").lower()
-    got = 0.0
-    for t, w in terms:
-        if _LATIN_TERM.match(t):
-            if re.search(rf"(?<![0-9a-z]){re.escape(t)}(?![0-9a-z])", body):
-                got += w
-        elif t in body:
-            got += w
-    return got / total
+    return sum(w for t, w in terms if _holds(t, body)) / total
+
+
+def _word_re(term: str) -> re.Pattern:
+    """A Latin or number term as a whole word."""
+    return re.compile(rf"(?<![0-9a-z]){re.escape(term)}(?![0-9a-z])")
+
+
+def _holds(term: str, body: str) -> bool:
+    """Whether a chunk body holds a term (a Latin or number term as a whole word)."""
+    return bool(_word_re(term).search(body)) if _LATIN_TERM.match(term) else term in body
 
 
 def _spans(term: str, body: str) -> list[tuple[int, int]]:
-    """Where a search term occurs in a (simplified, lower-cased) text; a Latin or number term
-    only as a whole word."""
+    """Where a search term occurs in a chunk body; a Latin or number term only as a whole word."""
     if _LATIN_TERM.match(term):
-        return [m.span() for m in re.finditer(rf"(?<![0-9a-z]){re.escape(term)}(?![0-9a-z])", body)]
+        return [m.span() for m in _word_re(term).finditer(body)]
     out, i = [], body.find(term)
     while i >= 0:
         out.append((i, i + len(term)))
@@ -375,31 +386,24 @@ class Searcher:
         missing = [cid for cid, _ in ranked if fetched.get(cid) is None]
         if missing:
             fetched.update(store.get(missing))
-        if use_coord:
+        if use_coord or use_english:
             # an empty index leaves no term with a document frequency, so no terms
-            cterms = coord_terms(qtoks, lambda t: self.idf(t) if keyword.doc_freq(t) else None)
-            if cterms:
-                def bonus(c: Chunk) -> float:
-                    near = proximity(pairs, to_simplified(f"{c.heading} {c.text}").lower()) if pairs else 0.0
-                    return s.coord_weight * coord(cterms, c.heading, c.text) + s.proximity_weight * near
+            cterms = coord_terms(qtoks, lambda t: self.idf(t) if keyword.doc_freq(t) else None) if use_coord else []
 
+            def bonus(c: Chunk) -> float:
+                body = chunk_body(c.heading, c.text)
+                if use_coord:
+                    held = coord_in(cterms, body)
+                else:
+                    held = sum(any(t.lower() in body for t in g) for g in names) / len(names) if names else 0.0
+                return s.coord_weight * held + s.proximity_weight * proximity(pairs, body)
+
+            if cterms or use_english:
                 head = sorted(((cid, sc + bonus(fetched[cid]) if fetched.get(cid) is not None else sc)
                                for cid, sc in ranked[:s.coord_depth]), key=lambda kv: -kv[1])
                 # the bonus only raises scores, so the head still outranks the rest
                 ranked = head + ranked[s.coord_depth:]
             ranked = ranked[:k]
-        elif use_english:
-            def english_bonus(cid: str) -> float:
-                c = fetched.get(cid)
-                if c is None:
-                    return 0.0
-                body = to_simplified(f"{c.heading} {c.text}").lower()
-                held = sum(any(t.lower() in body for t in g) for g in names) / len(names) if names else 0.0
-                return s.coord_weight * held + s.proximity_weight * (proximity(pairs, body) if pairs else 0.0)
-
-            head = sorted(((cid, sc + english_bonus(cid)) for cid, sc in ranked[:s.coord_depth]),
-                          key=lambda kv: -kv[1])
-            ranked = (head + ranked[s.coord_depth:])[:k]
         # A passage only the keyword list found has no cosine from the dense search (in a
         # collection of two languages, a Chinese question's dense candidates can all be
         # Chinese): its similarity is read from its stored vector, so the gate judges it by
