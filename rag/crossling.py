@@ -91,7 +91,11 @@ _STOPWORDS = stopwords("bridge")
 
 
 # a model number or code ("M114", "G4", "A380") is one word, as the search tokens keep it
-_WORD_RX = re.compile(r"[A-Za-z]+\d[A-Za-z\d]*|[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*%?")
+_WORD_RX = re.compile(
+    r"[A-Za-z]+\d[A-Za-z\d]*|[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:st|nd|rd|th)\b|\d+(?:[.,]\d+)*%?")
+# an ordinal written in digits ("11th", "23rd"): one word, the number, not the number and
+# a stray "th"
+_ORDINAL_RX = re.compile(r"(\d+)(?:st|nd|rd|th)")
 _HAN_RX = CJK_RE
 
 
@@ -1788,6 +1792,19 @@ def _regnal_number(word: str, before: str) -> list[str]:
     return [zh + "世", zh]
 
 
+def _number_terms(low: str) -> list[str]:
+    """A number as the documents may write it: "2,500" -> 2500; an ordinal ("11th") as its
+    digits and as Chinese writes ordinals, 第 and the numeral (第十一, 第11)."""
+    m = _ORDINAL_RX.fullmatch(low)
+    if not m:
+        return [low.replace(",", "")]
+    import cn2an
+
+    n = m.group(1)
+    zh = cn2an.an2cn(n)
+    return [n, "第" + zh, "第" + n, zh]
+
+
 def _tokens(question: str) -> list[tuple[str, str]]:
     """(original, lower-cased) Latin words and numbers of the question."""
     toks: list[tuple[str, str]] = []
@@ -2021,7 +2038,7 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
         orig, low = toks[i]
         src = [low]
         if low[0].isdigit():
-            emit([low.replace(",", "")])
+            emit(_number_terms(low))
             i += 1
             continue
         regnal = _regnal_number(orig, toks[i - 1][0] if i else "")

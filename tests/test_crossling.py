@@ -483,6 +483,18 @@ def test_a_regnal_number_after_a_name_is_read_in_chinese():
     assert any("三世" in g for g, _ in groups)
 
 
+def test_an_ordinal_in_digits_is_one_number_word():
+    # "11th" was cut into 11 and a stray "th", a word no document holds that the gate counted
+    # as missing; it is the number, also as Chinese writes ordinals (第十一届)
+    groups = dict((w[0], g) for g, w in bridge_groups_sourced(
+        "Where were the 11th National Games held in the 23rd year, with 2,500 athletes?",
+        CorpusVocab({"全国", "运动会", "举行", "第十一", "运动员"})))
+    assert groups["11th"] == ["11", "第十一", "第11", "十一"]
+    assert groups["23rd"][:2] == ["23", "第二十三"]
+    assert groups["2,500"] == ["2500"]
+    assert not {"th", "rd"} & set(groups)
+
+
 def test_a_japanese_place_name_is_read_without_its_particle():
     # 関ヶ原 is Sekigahara in English and 关原 in Chinese: the small ヶ (ga) is dropped
     from rag.crossling import _japanese_without_particle
