@@ -495,6 +495,15 @@ def test_an_ordinal_in_digits_is_one_number_word():
     assert not {"th", "rd"} & set(groups)
 
 
+def test_a_word_read_apart_from_its_spelling_keeps_it_inside_a_phrase():
+    # "US" alone is the country (read as usa, not the pronoun), but "US dollar" is the
+    # dictionary's phrase for the currency, 美元, not 美国 and 美元 side by side
+    vocab = CorpusVocab({"美元", "美国", "人民币", "浮动", "军队", "美军"})
+    groups = bridge_groups("How far may the renminbi float against the US dollar?", vocab)
+    assert ["美元"] in groups and not any("美国" in g for g in groups)
+    assert any("美国" in g for g in bridge_groups("Where is the US embassy?", vocab))
+
+
 def test_a_japanese_place_name_is_read_without_its_particle():
     # 関ヶ原 is Sekigahara in English and 关原 in Chinese: the small ヶ (ga) is dropped
     from rag.crossling import _japanese_without_particle
