@@ -408,6 +408,10 @@ def _romaji_key(text: str) -> str:
     return key
 
 
+# bump when _build_japanese_readings or what it calls changes its output
+_JA_TABLE_VERSION = "1"
+
+
 @lru_cache(maxsize=1)
 def _japanese_readings() -> dict[int, tuple[str, ...]]:
     """Code point -> Japanese readings of a kanji in Hepburn romaji, long vowels folded
@@ -415,7 +419,37 @@ def _japanese_readings() -> dict[int, tuple[str, ...]]:
     the ``pykakasi`` package ships (GPL-3+, read as data); empty when it is not installed.
     English writes Japanese names by these readings (Minoru Endō = 远藤实), which neither
     pinyin nor Sino-Vietnamese give. The simplified and traditional forms of a kanji
-    (实, 實 for 実) share its readings, as the documents may use any of them."""
+    (实, 實 for 実) share its readings, as the documents may use any of them.
+
+    Built once per machine and kept in the cache folder (as the CC-CEDICT index is):
+    building it loads pykakasi's whole kanji dictionary, which cost every process that
+    read an English name 1.6 s and ~150 MB of memory it kept; the table itself holds 8,000
+    characters."""
+    import importlib.metadata
+
+    try:
+        key = "-".join((_JA_TABLE_VERSION, importlib.metadata.version("pykakasi"),
+                        importlib.metadata.version("opencc"), str(_JA_READINGS_PER_CHAR)))
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    cache = None
+    if os.environ.get("RAG_CROSSLING_NO_CACHE") != "1":
+        cache = os.path.join(_cache_dir(), f"ja-readings-{key}.marshal")
+        try:
+            with open(cache, "rb") as fh:
+                table = marshal.load(fh)
+            if isinstance(table, dict):
+                return table
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+    table = _build_japanese_readings()
+    if cache and table:
+        _write_marshal(cache, table, "ja-readings-")
+    return table
+
+
+def _build_japanese_readings() -> dict[int, tuple[str, ...]]:
+    """`_japanese_readings`, built from pykakasi's dictionary."""
     try:
         import pickle
 
@@ -723,6 +757,8 @@ class CorpusVocab:
         self._ja_first: dict[str, list[str]] | None = None
         self._xlit: dict[str, list[str]] | None = None
         self._xlit_memo: dict[str, list[str]] = {}
+        self._name_memo: dict[tuple, tuple[list[str], int]] = {}
+        self._groups_memo: dict[str, list[tuple[list[str], list[str]]]] = {}
         self._ordered: list[str] | None = None
         self._glosses: dict[str, list[tuple[str, float]]] | None = None
         self._english: list[str] | None = None
@@ -1530,24 +1566,33 @@ def _cache_file(path: str) -> str | None:
         st = os.stat(path)
     except OSError:
         return None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     key = f"{_CACHE_VERSION}-{st.st_size}-{int(st.st_mtime)}"
-    return os.path.join(base, "rag-assistant", "crossling", f"cedict-index-{key}.marshal")
+    return os.path.join(_cache_dir(), f"cedict-index-{key}.marshal")
 
 
 def _write_cache(cache: str, idx: _Index) -> None:
-    try:  # best effort; a read-only home just means no cache
-        data = (idx.phrase, idx.word)  # already in the cached form (_load_index)
+    _write_marshal(cache, (idx.phrase, idx.word), "cedict-index-")  # already in the cached form
+
+
+def _write_marshal(cache: str, data, prefix: str) -> None:
+    """Write `data` to the cache file atomically and remove the files of other versions
+    (names starting with `prefix`); best effort: a read-only home just means no cache."""
+    try:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         tmp = f"{cache}.{os.getpid()}.{threading.get_ident()}.tmp"
         with open(tmp, "wb") as fh:
             marshal.dump(data, fh)
         os.replace(tmp, cache)
         for old in os.listdir(os.path.dirname(cache)):  # caches of older versions
-            if old.startswith("cedict-index-") and old.endswith(".marshal") and old != os.path.basename(cache):
+            if old.startswith(prefix) and old.endswith(".marshal") and old != os.path.basename(cache):
                 os.remove(os.path.join(os.path.dirname(cache), old))
     except (OSError, RuntimeError):
         pass
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "rag-assistant", "crossling")
 
 
 def _load_index(background: bool = False) -> _Index:
@@ -1871,6 +1916,24 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
     ("Feng Zuxun" -> 冯祖荀), and how many words it spans; ([], 0) when none."""
     if vocab is None or not _is_name_word(toks[i][0], i):
         return [], 0
+    # one search reads a question's names twice (its groups and `bridge_names`), and the
+    # gate reads them again: the reading of the words from i on is remembered per index
+    # (a Japanese reading scans every term whose first character could start it)
+    memo_key = (tuple(toks[i:i + 3]), i > 0)
+    found = vocab._name_memo.get(memo_key)
+    if found is None:
+        found = _read_name(toks, i, vocab)
+        if len(vocab._name_memo) >= _NAME_MEMO_SIZE:
+            vocab._name_memo.clear()
+        vocab._name_memo[memo_key] = found
+    return list(found[0]), found[1]
+
+
+_NAME_MEMO_SIZE = 4096
+
+
+def _read_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab) -> tuple[list[str], int]:
+    """`_pinyin_name`'s reading, not remembered."""
     index = vocab.pinyin()
     for size in (3, 2, 1):
         span = toks[i:i + size]
@@ -2011,6 +2074,23 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
     """`bridge_groups`, each group with the question's words it translates (lower-cased,
     in question order): a caller that matches text in either language puts a word and its
     translations in one group instead of counting the word twice."""
+    if vocab is None:
+        return _bridge_groups_sourced(question, None)
+    # the search and then the gate read the same question against the same index
+    found = vocab._groups_memo.get(question)
+    if found is None:
+        found = _bridge_groups_sourced(question, vocab)
+        if len(vocab._groups_memo) >= _GROUPS_MEMO_SIZE:
+            vocab._groups_memo.clear()
+        vocab._groups_memo[question] = found
+    return [(list(g), list(w)) for g, w in found]
+
+
+_GROUPS_MEMO_SIZE = 256
+
+
+def _bridge_groups_sourced(question: str, vocab: CorpusVocab | None) -> list[tuple[list[str], list[str]]]:
+    """`bridge_groups_sourced`, not remembered."""
     toks = _tokens(question)
     if not toks:
         return []

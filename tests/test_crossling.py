@@ -180,6 +180,27 @@ def test_index_build_and_cache_roundtrip(tmp_path, monkeypatch):
     assert files[0].stat().st_size > 1_000_000  # written again
 
 
+def test_japanese_readings_are_built_once_per_machine(tmp_path, monkeypatch):
+    # building the table loads pykakasi's whole kanji dictionary (1.6 s, ~150 MB kept by
+    # every process that read an English name); later processes read the small table
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("RAG_CROSSLING_NO_CACHE", raising=False)
+    crossling._japanese_readings.cache_clear()
+    try:
+        built = crossling._japanese_readings()
+        files = list(tmp_path.rglob("ja-readings-*.marshal"))
+        assert len(files) == 1 and "minoru" in built[ord("实")]
+        crossling._japanese_readings.cache_clear()
+        monkeypatch.setattr(crossling, "_build_japanese_readings", lambda: pytest.fail("built again"))
+        assert crossling._japanese_readings() == built
+        files[0].write_bytes(b"garbage")  # a corrupt cache is rebuilt, not trusted
+        crossling._japanese_readings.cache_clear()
+        monkeypatch.setattr(crossling, "_build_japanese_readings", lambda: {1: ("x",)})
+        assert crossling._japanese_readings() == {1: ("x",)}
+    finally:
+        crossling._japanese_readings.cache_clear()
+
+
 # ---- what the documents themselves tell the bridge ------------------------------------
 
 from rag.crossling import CorpusVocab, bridge_groups, bridge_groups_sourced  # noqa: E402

@@ -179,3 +179,23 @@ def test_a_question_read_through_the_dictionary_prefers_the_passage_saying_its_p
     assert searcher.search(question, 3)[0].chunk.source == "b.md"
     monkeypatch.setattr(searcher.settings, "proximity_weight", 0.0)
     assert searcher.search(question, 3)[0].chunk.source == "a.md"
+
+
+def test_an_english_question_is_read_through_the_dictionary_once(named_searcher, monkeypatch):
+    # the search reads its groups and its names, and the gate its groups again: one reading
+    # per question and index (a Japanese name reading scans every term that could start it)
+    import rag.crossling as crossling
+    from rag.answering.gate import AnswerabilityGate
+
+    reads, names = [], []
+    real_read, real_name = crossling._bridge_groups_sourced, crossling._read_name
+    monkeypatch.setattr(crossling, "_bridge_groups_sourced", lambda q, v: reads.append(q) or real_read(q, v))
+    monkeypatch.setattr(crossling, "_read_name",
+                        lambda t, i, v: names.append((tuple(t[i:i + 3]), i > 0)) or real_name(t, i, v))
+    question = "What is Wuhan building to strengthen its AI industry ecosystem?"
+    hits = named_searcher.search(question, 3)
+    assert hits[0].chunk.source == "b.md"
+    gate = AnswerabilityGate(corpus=named_searcher)
+    gate.check(question, hits)
+    assert reads.count(question) == 1
+    assert names and len(names) == len(set(names))  # each word read as a name once
