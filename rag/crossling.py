@@ -427,11 +427,17 @@ def _japanese_readings() -> dict[int, tuple[str, ...]]:
     characters."""
     import importlib.metadata
 
-    try:
-        key = "-".join((_JA_TABLE_VERSION, importlib.metadata.version("pykakasi"),
-                        importlib.metadata.version("opencc"), str(_JA_READINGS_PER_CHAR)))
-    except importlib.metadata.PackageNotFoundError:
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    if version("pykakasi") is None:
         return {}
+    # OpenCC folds the traditional forms the table also holds
+    key = "-".join((_JA_TABLE_VERSION, version("pykakasi"), version("opencc") or "none",
+                    str(_JA_READINGS_PER_CHAR)))
     cache = None
     if os.environ.get("RAG_CROSSLING_NO_CACHE") != "1":
         cache = os.path.join(_cache_dir(), f"ja-readings-{key}.marshal")
