@@ -2157,9 +2157,8 @@ def _bridge_groups_sourced(question: str, vocab: CorpusVocab | None) -> list[tup
                 idx = idx or _index()
                 cands = _phrase_candidates(key, idx)
                 terms = _rank(cands, vocab)
-                # a word read apart from its spelling ("US" as the country usa, "May" as the
-                # modal) keeps its spelling inside a phrase: "US dollar" -> 美元, "May Fourth
-                # Movement" -> 五四运动
+                # a word read apart from its spelling ("US" as the country usa) keeps its
+                # spelling inside a phrase: "US dollar" -> 美元, "US army" -> 美军
                 if not terms and (spelt := " ".join(t[0].lower() for t in span)) != key:
                     cands = _phrase_candidates(spelt, idx)
                     terms = _rank(cands, vocab)
