@@ -909,13 +909,22 @@ class CorpusVocab:
         the characters that follow it, up to a token boundary. A run is kept at a similarity
         of at least _XLIT_MIN_SIM, with as many full consonants as the name less one, and
         when it is not a common word of jieba's dictionary (德国 is no "Deco")."""
-        key = latin_key(word)
-        memo = self._xlit_memo
-        if key not in memo:  # the gate asks again for each name of the question
-            if len(memo) > _XLIT_MEMO:
+        # the gate asks again for each name of the question
+        found = self._remember(self._xlit_memo, latin_key(word), _XLIT_MEMO + 1,
+                               lambda: self._transliterations(word))
+        return found[:limit]
+
+    @staticmethod
+    def _remember(memo: dict, key, bound: int, compute):
+        """memo[key], computed on first use; a memo that holds `bound` entries starts afresh.
+        The index's terms never change, so what was read from them stays true."""
+        found = memo.get(key)
+        if found is None:
+            found = compute()
+            if len(memo) >= bound:
                 memo.clear()
-            memo[key] = self._transliterations(word)
-        return memo[key][:limit]
+            memo[key] = found
+        return found
 
     def _transliterations(self, word: str) -> list[str]:
         skel = latin_skeleton(word)
@@ -1925,13 +1934,8 @@ def _pinyin_name(toks: list[tuple[str, str]], i: int, vocab: CorpusVocab | None)
     # one search reads a question's names twice (its groups and `bridge_names`), and the
     # gate reads them again: the reading of the words from i on is remembered per index
     # (a Japanese reading scans every term whose first character could start it)
-    memo_key = (tuple(toks[i:i + 3]), i > 0)
-    found = vocab._name_memo.get(memo_key)
-    if found is None:
-        found = _read_name(toks, i, vocab)
-        if len(vocab._name_memo) >= _NAME_MEMO_SIZE:
-            vocab._name_memo.clear()
-        vocab._name_memo[memo_key] = found
+    found = vocab._remember(vocab._name_memo, (tuple(toks[i:i + 3]), i > 0), _NAME_MEMO_SIZE,
+                            lambda: _read_name(toks, i, vocab))
     return list(found[0]), found[1]
 
 
@@ -2083,12 +2087,8 @@ def bridge_groups_sourced(question: str, vocab: CorpusVocab | None = None) -> li
     if vocab is None:
         return _bridge_groups_sourced(question, None)
     # the search and then the gate read the same question against the same index
-    found = vocab._groups_memo.get(question)
-    if found is None:
-        found = _bridge_groups_sourced(question, vocab)
-        if len(vocab._groups_memo) >= _GROUPS_MEMO_SIZE:
-            vocab._groups_memo.clear()
-        vocab._groups_memo[question] = found
+    found = vocab._remember(vocab._groups_memo, question, _GROUPS_MEMO_SIZE,
+                            lambda: _bridge_groups_sourced(question, vocab))
     return [(list(g), list(w)) for g, w in found]
 
 
