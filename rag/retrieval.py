@@ -395,7 +395,7 @@ class Searcher:
                 if use_coord:
                     held = coord_in(cterms, body)
                 else:
-                    held = sum(any(t.lower() in body for t in g) for g in names) / len(names) if names else 0.0
+                    held = sum(any(_holds(t.lower(), body) for t in g) for g in names) / len(names) if names else 0.0
                 return s.coord_weight * held + s.proximity_weight * proximity(pairs, body)
 
             if cterms or use_english:

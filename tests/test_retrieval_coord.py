@@ -199,3 +199,24 @@ def test_an_english_question_is_read_through_the_dictionary_once(named_searcher,
     gate.check(question, hits)
     assert reads.count(question) == 1
     assert names and len(names) == len(set(names))  # each word read as a name once
+
+
+def test_an_english_questions_latin_name_counts_only_as_a_whole_word(tmp_path, fake_embedder, monkeypatch):
+    # "EU" reads as 欧洲联盟 and as the abbreviation b.md keeps; a.md holds "eu" only inside
+    # "Europe" and "neutral", so it names nothing the question names and takes no name bonus
+    docs = {
+        "a.md": "# 生态\n\n人工智能产业生态报告：Europe and the neutral zone，人工智能产业生态完善，产业生态协同发展。",
+        "b.md": "# 城市\n\nEU宣布建设产业创新中心，完善人工智能产业生态。",
+        **{k: v for k, v in DOCS.items() if k.startswith("f")},
+    }
+    searcher = _searcher_over(docs, tmp_path, fake_embedder)
+    question = "What did the EU announce to strengthen the AI industry ecosystem?"
+
+    def scores():
+        return {h.chunk.source: h.score for h in searcher.search(question, 3)}
+
+    with_bonus = scores()
+    monkeypatch.setattr(searcher.settings, "coord_weight", 0.0)
+    without = scores()
+    assert with_bonus["b.md"] > without["b.md"] + 0.1
+    assert with_bonus["a.md"] == pytest.approx(without["a.md"])
