@@ -1307,9 +1307,12 @@ class _TextChunks:
 # CEDICT reverse index
 # --------------------------------------------------------------------------
 
-# Only entries whose simplified headword is 1-6 Han characters are useful here.
+# Entries whose simplified headword is Han characters only (no digits, punctuation or
+# Latin letters: a query term is a word of the documents). Long names count too:
+# 中华人民共和国 (7), 联合国教科文组织 (8); the long idioms among them are dropped below, with
+# every rare compound that jieba does not know.
 _ENTRY_RX = re.compile(
-    r"^\S+ ([\u3400-\u9fff]{1,6}) \[([^\]]*)\] /(.*)/[ \t\r]*$", re.M
+    r"^\S+ ([\u3400-\u9fff]{1,16}) \[([^\]]*)\] /(.*)/[ \t\r]*$", re.M
 )
 # parentheticals and Chinese cross-references inside one sense ("abbr. to 沪[Hu4]")
 _PAREN_RX = re.compile(r"\([^()/;]*\)")
@@ -1328,7 +1331,7 @@ _SENSE_WORD_RX = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 _LEADING = frozenset({"to", "a", "an", "the"})
 _SENSE_STOP = frozenset({"sb", "sth", "one's", "oneself", "etc", "of", "a", "an", "the", "to", "and", "or"})
 _SHAPE = {1: 0.55, 2: 1.0, 3: 0.95, 4: 0.8}
-_CACHE_VERSION = "12"
+_CACHE_VERSION = "14"
 
 
 @dataclass
@@ -1421,7 +1424,7 @@ def _build_index(path: str) -> _Index:
         raw = defs.replace("; ", "/").split("/") if rare_any else None
         # a name's sense often opens with its English forms, then describes it: "Sachsen or
         # Saxony, Bundesland in east of Germany ...": the forms before the comma are senses
-        extra = _sense_forms(senses[0]) if proper and senses else []
+        extra = _sense_forms(senses[0], latin_key(re.sub(r"\d", "", pinyin))) if proper and senses else []
 
         eid = -1
         all_rare = True
@@ -1440,7 +1443,9 @@ def _build_index(path: str) -> _Index:
                 rank *= 0.4
             else:
                 all_rare = False
-            words = words_rx(sense)
+            # a possessive as the question's words read it ("people's republic" -> people
+            # republic: `_tokens` drops the 's); "one's" is a placeholder, kept for _SENSE_STOP
+            words = [w[:-2] if w.endswith("'s") and w != "one's" else w for w in words_rx(sense)]
             if words and words[0] in leading:
                 del words[0]
             if not words or len(words) > _MAX_NGRAM:
@@ -1489,20 +1494,24 @@ def _build_index(path: str) -> _Index:
     return _Index(phrase, word, simp_list, prior_list)
 
 
-def _sense_forms(sense: str) -> list[str]:
+def _sense_forms(sense: str, reading: str = "") -> list[str]:
     """The English forms a proper noun's first sense opens with, before its description:
-    "sachsen or saxony, bundesland in east of germany" -> ["sachsen", "saxony"] (one word
-    each: a form of several is a person's name, "wang anshi, song dynasty politician", which
-    the pinyin reading has already, and read backwards its surname alone would stand for
-    it; [] for a sense without a comma)."""
+    "sachsen or saxony, bundesland in east of germany" -> ["sachsen", "saxony"];
+    "national games, chinese athletics competition ..." -> ["national games"] (a possessive
+    read as the question's words are: "children's day, ..." -> "children day"). A form of
+    several words that spells the headword's `reading` (its toneless pinyin: "wang anshi,
+    song dynasty politician" for 王安石) is left to the pinyin reading, which has it already;
+    so is a form longer than four words. [] for a sense without a comma."""
     head, comma, _ = sense.partition(",")
     if not comma:
         return []
     out = []
     for form in head.split(" or "):
-        words = _SENSE_WORD_RX.findall(form)
+        words = [w[:-2] if w.endswith("'s") else w for w in _SENSE_WORD_RX.findall(form)]
         if len(words) == 1:
             out.append(words[0])
+        elif 2 <= len(words) <= 4 and latin_key("".join(words)) != reading:
+            out.append(" ".join(words))
     return out
 
 

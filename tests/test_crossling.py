@@ -488,6 +488,12 @@ def test_a_proper_nouns_english_forms_before_its_description_are_senses():
 
     assert _sense_forms("sachsen or saxony, bundesland in east of germany") == ["sachsen", "saxony"]
     assert _sense_forms("to hold") == []
+    # a form of several words is a sense too (全国运动会 /National Games, Chinese athletics
+    # competition, .../), a possessive read as a question's words are; not one spelling the
+    # headword's pinyin, which the pinyin reading has
+    assert _sense_forms("national games, chinese athletics competition") == ["national games"]
+    assert _sense_forms("children's day, prc national holiday for children under 14") == ["children day"]
+    assert _sense_forms("wang anshi, song dynasty politician", "wanganshi") == []
     vocab = CorpusVocab({"萨克森", "下萨克森", "宗教", "少数"})
     assert "萨克森" in bridge_terms("Which religion is a minority in Lower Saxony?", vocab)
 
@@ -591,3 +597,15 @@ def test_british_words_that_swap_c_and_s_are_looked_up_in_american():
     assert _american_word("defence") == "defense" and _american_word("licences") == "licenses"
     assert _american_word("practice") == "practice" and _american_word("fence") == "fence"
     assert "实践" in bridge_terms("When did they practise it?", CorpusVocab({"实践", "开始"}))
+
+
+def test_long_names_and_possessives_are_read_as_the_dictionary_writes_them():
+    # CC-CEDICT's headwords of seven characters and more (中华人民共和国 /People's Republic of
+    # China/) were never indexed, and a possessive in a sense ("people's") never matched a
+    # question, whose words drop the 's: the phrase fell apart into 人民 and 中华民国
+    vocab = CorpusVocab({"中华人民共和国", "人民", "中华民国", "全国运动会", "全国", "游戏", "跆拳道", "联合国教科文组织"})
+    groups = bridge_groups("Where was the taekwondo competition of the 11th National Games of the "
+                           "People's Republic of China held?", vocab)
+    assert ["中华人民共和国"] in groups and ["全国运动会"] in groups
+    assert not any("中华民国" in g or "游戏" in g for g in groups)
+    assert ["联合国教科文组织"] in bridge_groups("What is UNESCO?", vocab)
