@@ -1721,6 +1721,33 @@ def _lookup_word(w: str, idx: _Index, vocab: CorpusVocab | None = None) -> list[
     return list(facts) if facts is not None else _rank(_word_candidates(w, idx), vocab)
 
 
+def _spelled(h: str, form: str) -> bool:
+    """Is `form` the toneless pinyin of headword `h` (马克 "make")?"""
+    return len(h) >= 2 and form in pinyin_keys(h)
+
+
+def _without_spelled(exact: list[tuple[int, str, dict[str, float]]], named: bool) -> list[dict[str, float]]:
+    """The index gives a proper noun its pinyin spelling as a sense (上海 "shanghai"): a
+    name in an English question is written so. It is not a sense of an English word that
+    happens to spell the same (马克 is "make", 嫦娥 "change"). So a headword matched by its
+    spelling counts for the word as written, not for a base form of it ("made" is read as
+    "make"); and for a lower-case word only when the dictionary gives it no common word
+    ("wuhan" as people type keeps 武汉, "make" loses 马克; 七台河 and 七台河市 are both
+    names of "qitaihe"). A capitalised word (`named`) keeps its names. `exact`: (index of
+    the form among the word's forms, the form, its headwords)."""
+    out = []
+    for k, form, post in exact:
+        drop: set[str] = set()
+        if not (k == 0 and named):
+            spelled = {h for h in post if _spelled(h, form) and is_proper_noun(h)}
+            if spelled and (k > 0 or any(not is_proper_noun(h) for h in post if h not in spelled)):
+                drop = spelled
+        kept = {h: sc for h, sc in post.items() if h not in drop}
+        if kept:
+            out.append(kept)
+    return out
+
+
 def _word_facts(w: str) -> list[str] | None:
     for f in [w] + _lemma_candidates(w):
         if f in _FACTS:
@@ -1728,15 +1755,14 @@ def _word_facts(w: str) -> list[str] | None:
     return None
 
 
-def _word_candidates(w: str, idx: _Index) -> dict[str, float]:
-    """Dictionary headwords for one English word, scored (see _rank)."""
+def _word_candidates(w: str, idx: _Index, named: bool = True) -> dict[str, float]:
+    """Dictionary headwords for one English word, scored (see _rank). `named`: the word
+    may be a name written in pinyin ("Wuhan", or "wuhan" as people type); see _spelled."""
     forms = [w] + _lemma_candidates(w)
     # exact definitions ("market" -> 市场) beat words inside longer senses;
     # the word as written and its base forms ("cities" -> "city") are pooled
-    exact = [
-        _postings(idx.phrase[f], 1.0 if k == 0 else 0.9)
-        for k, f in enumerate(forms) if f in idx.phrase
-    ]
+    exact = _without_spelled([(k, f, _postings(idx.phrase[f], 1.0 if k == 0 else 0.9))
+                              for k, f in enumerate(forms) if f in idx.phrase], named)
     head = next((_postings(idx.phrase[_HEAD_KEY + f]) for f in forms if _HEAD_KEY + f in idx.phrase), {})
     if not exact:
         # no sense of the word or its inflections: its base as a superlative or an
@@ -2207,14 +2233,15 @@ def _bridge_groups_sourced(question: str, vocab: CorpusVocab | None) -> list[tup
                 terms = terms or None
             if terms is None:
                 idx = idx or _index()
-                cands = _word_candidates(p, idx)
-                if len(parts) == 1 and _is_name_word(orig, i):
+                named = len(parts) == 1 and _is_name_word(orig, i)
+                cands = _word_candidates(p, idx, named)
+                if named:
                     # a capitalised word names something: the proper nouns it is a whole
                     # sense of lose the common-word discount (China -> 中国 before 我国 "our
                     # country"); not those whose description merely holds it (Japanese ->
                     # 山水, "Sansui, Japanese company")
-                    named = _postings(idx.phrase.get(p))
-                    cands = {h: sc / _PROPER_PRIOR if h in named and is_proper_noun(h) else sc
+                    whole = _postings(idx.phrase.get(p))
+                    cands = {h: sc / _PROPER_PRIOR if h in whole and is_proper_noun(h) else sc
                              for h, sc in cands.items()}
                 terms = _rank(cands, vocab)
                 most = _superlative_terms(p, idx, vocab)

@@ -609,3 +609,15 @@ def test_long_names_and_possessives_are_read_as_the_dictionary_writes_them():
     assert ["中华人民共和国"] in groups and ["全国运动会"] in groups
     assert not any("中华民国" in g or "游戏" in g for g in groups)
     assert ["联合国教科文组织"] in bridge_groups("What is UNESCO?", vocab)
+
+
+def test_an_english_word_is_not_read_as_the_name_it_happens_to_spell():
+    # the index gives a name its pinyin as a sense (武汉 "wuhan"); 马克 is spelled "make", so
+    # "made" (read as "make") became 马克 and the fort question asked about a Mark
+    groups = bridge_groups("When in the Qing dynasty was the fort made a county?")
+    assert not any("马克" in g for g in groups)
+    assert any("制作" in g or "制造" in g for g in groups)
+    assert not any("嫦娥" in g for g in bridge_groups("How did the policy change?"))
+    # a name stays a name: capitalised, or typed in lower case with no other sense
+    assert any("马克" in g for g in bridge_groups("What did Mark say?"))
+    assert any("武汉" in g for g in bridge_groups("what is wuhan building"))
