@@ -2214,7 +2214,16 @@ def _bridge_groups_sourced(question: str, vocab: CorpusVocab | None) -> list[tup
         if low not in _FACTS and (_is_stop(low) or len(low) < 2):
             i += 1
             continue
-        parts = [p for p in low.split("-") if p] if "-" in low and low not in _FACTS else [low]
+        parts = [low]
+        if "-" in low and low not in _FACTS:
+            # a hyphenated word the dictionary knows whole (ex-wife 前妻, x-ray) or written
+            # solid (re-established -> reestablish 重建, non-profit -> nonprofit 非营利) is one
+            # word: its parts alone lose a prefix's sense ("re" read as a word, "non-profit"
+            # as profit); any other is read by its parts (Sino-Japanese)
+            idx = idx or _index()
+            whole = next((f for f in (low, low.replace("-", ""))
+                          if any(g in idx.phrase for g in [f, *_lemma_candidates(f)])), None)
+            parts = [whole] if whole else [p for p in low.split("-") if p]
         for p in parts:
             if p not in _FACTS and _is_stop(p):
                 continue

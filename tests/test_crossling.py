@@ -621,3 +621,12 @@ def test_an_english_word_is_not_read_as_the_name_it_happens_to_spell():
     # a name stays a name: capitalised, or typed in lower case with no other sense
     assert any("马克" in g for g in bridge_groups("What did Mark say?"))
     assert any("武汉" in g for g in bridge_groups("what is wuhan building"))
+
+
+def test_a_hyphenated_word_the_dictionary_knows_is_read_whole():
+    # split, "non-profit" read as profit and "re-established" as "re" (胸花, 奶罩) and established
+    assert bridge_groups("Is it a non-profit group?")[0] == ["非营利", "非盈利"]
+    assert ["重建"] in bridge_groups("The university was re-established in 1980.")
+    assert ["前妻"] in bridge_groups("Who is his ex-wife?")
+    # a word known only by its parts is still read by them
+    assert any("小麦" in g for g in bridge_groups("Which is the main wheat-growing region?"))
