@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.chunking import split_sentences
 from rag.lang import detect_lang, to_simplified
 from rag.settings import Settings
 from rag.text import CJK_RE
@@ -198,6 +199,7 @@ class Searcher:
                 keyword = self._keyword_from_chroma()
             self.keyword = keyword
             self._vocab = None
+            self._sentence_memo: dict[str, np.ndarray] = {}  # chunk id -> its sentence vectors
             self._stamp = self._live_stamp()
 
     def _keyword_from_chroma(self):
@@ -295,6 +297,56 @@ class Searcher:
             return 1.0
         text = to_simplified(variant).lower()
         return sum(any(t.lower() in text for t in group) for group in names) / len(names)
+
+    def _sentence_rerank(self, ranked: list[tuple[str, float]], fetched: dict, qvec) -> list[tuple[str, float]]:
+        """The first `sentence_depth` candidates within `sentence_margin` of the first, each
+        raised by sentence_weight x the cosine
+        between the question and the chunk's sentence nearest it, and re-ordered (see
+        Settings.sentence_weight). A passage's own vector averages all it says; the sentence
+        that answers is what the question resembles. The bonus only raises scores, so the head
+        still outranks the rest. Each chunk's sentence vectors are kept (a bounded memo per
+        searcher: the same passages come back for related questions)."""
+        s = self.settings
+        depth = min(s.sentence_depth, len(ranked))
+        if s.sentence_weight <= 0 or depth < 2:
+            return ranked
+        # only a near tie is re-read: a candidate further behind the first than
+        # `sentence_margin` is not embedded (the sentence cosines of one question's passages
+        # differ by a few hundredths, so sentence_weight x that difference rarely bridges more)
+        # and only passages in the first one's language: a question's cosine to a sentence in
+        # another language runs lower (e5, ~0.15), which would decide for the language, not for
+        # the sentence (in a collection of Chinese and English documents, a Chinese question's
+        # English answer lost to Chinese passages)
+        top = ranked[0][1]
+        first = fetched.get(ranked[0][0])
+        lang = detect_lang(first.text) if first is not None else None
+        head = [(cid, sc) for cid, sc in ranked[:depth]
+                if fetched.get(cid) is not None and top - sc < s.sentence_margin
+                and detect_lang(fetched[cid].text) == lang]
+        if len(head) < 2:
+            return ranked
+        memo = self._sentence_memo
+        have = {cid: v for cid, _ in head if (v := memo.get(cid)) is not None}
+        todo: dict[str, list[str]] = {}
+        for cid, _ in head:
+            if cid not in have:
+                text = fetched[cid].text
+                todo[cid] = [text[a:b] for a, b in split_sentences(text)][:s.sentence_cap] or [text]
+        if todo:
+            flat = [t for sents in todo.values() for t in sents]
+            vecs = np.asarray(self.embedder.embed_passages(flat), dtype=np.float32)
+            i = 0
+            for cid, sents in todo.items():
+                have[cid] = vecs[i:i + len(sents)]
+                i += len(sents)
+                if len(memo) >= _SENTENCE_MEMO:
+                    memo.clear()
+                memo[cid] = have[cid]
+        q = np.asarray(qvec, dtype=np.float32)
+        raised = sorted(((cid, sc + s.sentence_weight * float(np.max(have[cid] @ q))) for cid, sc in head),
+                        key=lambda kv: -kv[1])
+        kept = {cid for cid, _ in head}
+        return raised + [kv for kv in ranked[:depth] if kv[0] not in kept] + ranked[depth:]
 
     def _search(self, question: str, k: int) -> list[Hit]:
         self.reload_if_changed()
@@ -420,6 +472,7 @@ class Searcher:
                 stored = {}
             for cid, v in stored.items():
                 dense_score[cid] = float(np.dot(v, q0))
+        ranked = self._sentence_rerank(ranked, fetched, vecs[0])
         hits = []
         for cid, score in ranked:
             chunk = fetched.get(cid)
@@ -454,6 +507,7 @@ class _ChunkTexts:
 
 
 VARIANT_DEPTH = 20  # hits taken from each query variant's list before fusing
+_SENTENCE_MEMO = 512  # chunks whose sentence vectors a searcher keeps (~9 MB at most)
 
 
 def fuse_hit_lists(lists: list[list[Hit]], k: int, weights: list[float] | None = None) -> list[Hit]:

@@ -84,6 +84,21 @@ class Settings(BaseSettings):
     # over Chinese text gained nothing and lost seed-heldout h-un-04 (an on-topic passage
     # echoing the question's 计划2027 was answered from): BM25 already carries their phrase.
     proximity_weight: float = 0.4
+    # Among the first `sentence_depth` hits, those within `sentence_margin` of the first (a
+    # near tie) each gain sentence_weight x the cosine of their sentence nearest the question
+    # (each sentence of those chunks embedded at question time, at most `sentence_cap` per
+    # chunk; rag/retrieval.py `Searcher._sentence_rerank`): a passage is ranked by the sentence
+    # that answers, not only by its whole text, as MaxP rerankers do. Chosen on the
+    # development sets with `python bench/sentence_rerank.py` (its results in
+    # bench/results/sentence_rerank-2026-12-03.json): over the 399 answerable questions of
+    # every set, with no margin, weights 3.5-7.5 all raised hit@1 (0.9348 -> 0.9424-0.9449);
+    # 4.5 and 5 moved 4 passages to first and none off it, 5.5 and more moved some off. A
+    # margin of 0.2 keeps all 4 and re-reads 21 % of the questions (0.5 passages embedded
+    # per question instead of 3); 0.1 keeps 3.
+    sentence_weight: float = 5.0
+    sentence_depth: int = 3
+    sentence_margin: float = 0.2
+    sentence_cap: int = 12
     # English questions in LLM mode also search with the LLM's Chinese translation of the
     # question, fused with the English search (bench/query_translation.py); "off" skips it
     query_translation: Literal["auto", "off"] = "auto"

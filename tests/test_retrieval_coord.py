@@ -51,7 +51,9 @@ def _searcher_over(docs: dict[str, str], tmp_path, embedder) -> Searcher:
     seeds.mkdir()
     for name, text in docs.items():
         (seeds / name).write_text(text, encoding="utf-8")
-    s = Settings(seeds_dir=seeds, index_dir=tmp_path / "index")
+    # the bonuses as they rank, without the sentence rerank after them (tests/test_sentence_rerank.py):
+    # over the fake embedder's bigram vectors, its sentence cosines would decide these near ties
+    s = Settings(seeds_dir=seeds, index_dir=tmp_path / "index", sentence_weight=0.0)
     index_folder(s, embedder)
     return Searcher(s, ChunkStore.open(s.index_dir), embedder)
 
