@@ -56,9 +56,9 @@ def rerank(rows: dict[str, list[list[tuple[float, float, bool]]]], weight: float
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
-    from rag.chunking import split_sentences
     from rag.embedmodel import load_embedder
     from rag.evaluate import load_manifest, load_questions, open_set_assistant, select_sets, supports
+    from rag.retrieval import sentence_texts
     from rag.settings import Settings
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             q = np.asarray(embedder.embed_queries([it.question])[0], dtype=np.float32)
             row = []
             for h in hits:
-                text = h.chunk.text
-                sents = [text[a:b] for a, b in split_sentences(text)][:cap] or [text]
+                sents = sentence_texts(h.chunk.text, cap)
                 best = float(np.max(np.asarray(embedder.embed_passages(sents), dtype=np.float32) @ q))
                 row.append((h.score, best, bool(supports(h.chunk.text, it.evidence))))
             rows[spec.name].append(row)

@@ -99,6 +99,12 @@ def coord_terms(toks: list[str], idf) -> list[tuple[str, float]]:
     return out
 
 
+def sentence_texts(text: str, cap: int) -> list[str]:
+    """A chunk's first `cap` sentences as the sentence rerank embeds them (the whole text
+    when it has none)."""
+    return [text[a:b] for a, b in split_sentences(text)][:cap] or [text]
+
+
 def chunk_body(heading: str, text: str) -> str:
     """A chunk's heading and text as the bonuses below match terms in: simplified, lower-cased."""
     return to_simplified(f"{heading} {text}").lower()
@@ -318,11 +324,13 @@ class Searcher:
         # the sentence (in a collection of Chinese and English documents, a Chinese question's
         # English answer lost to Chinese passages)
         top = ranked[0][1]
+        head = [(cid, sc) for cid, sc in ranked[:depth]
+                if fetched.get(cid) is not None and top - sc < s.sentence_margin]
+        if len(head) < 2:  # most searches: no near tie, no language to read
+            return ranked
         first = fetched.get(ranked[0][0])
         lang = detect_lang(first.text) if first is not None else None
-        head = [(cid, sc) for cid, sc in ranked[:depth]
-                if fetched.get(cid) is not None and top - sc < s.sentence_margin
-                and detect_lang(fetched[cid].text) == lang]
+        head = [(cid, sc) for cid, sc in head if detect_lang(fetched[cid].text) == lang]
         if len(head) < 2:
             return ranked
         memo = self._sentence_memo
@@ -330,8 +338,7 @@ class Searcher:
         todo: dict[str, list[str]] = {}
         for cid, _ in head:
             if cid not in have:
-                text = fetched[cid].text
-                todo[cid] = [text[a:b] for a, b in split_sentences(text)][:s.sentence_cap] or [text]
+                todo[cid] = sentence_texts(fetched[cid].text, s.sentence_cap)
         if todo:
             flat = [t for sents in todo.values() for t in sents]
             vecs = np.asarray(self.embedder.embed_passages(flat), dtype=np.float32)
