@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from rag.lang import detect_lang
-from rag.text import posseg
+from rag.text import posseg, without_possessive
 
 _EN_LEAD = re.compile(
     r"^\s*(?:and\s+what\s+about|and\s+how\s+about|what\s+about|how\s+about|and\s+for|and\s+in|"
@@ -109,9 +109,7 @@ def _en_names(text: str) -> list[tuple[int, int]]:
             words = words[:-1]
         if not words or all(w.isupper() for w in words):  # acronyms (AI, PPT) are not antecedents
             continue
-        name = " ".join(words)
-        if name.endswith("'s"):
-            name = name[:-2]
+        name = without_possessive(" ".join(words))
         spans.append((start, start + len(name)))
     return spans
 

@@ -66,7 +66,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rag.text import CJK_RE, ENTITY_TAGS, jieba, stopwords
+from rag.text import CJK_RE, ENTITY_TAGS, jieba, stopwords, without_possessive
 
 __all__ = ["bridge_terms", "bridge_groups", "bridge_groups_sourced", "warm", "cedict_path", "CEDICT_PACKAGE"]
 
@@ -1444,8 +1444,8 @@ def _build_index(path: str) -> _Index:
             else:
                 all_rare = False
             # a possessive as the question's words read it ("people's republic" -> people
-            # republic: `_tokens` drops the 's); "one's" is a placeholder, kept for _SENSE_STOP
-            words = [w[:-2] if w.endswith("'s") and w != "one's" else w for w in words_rx(sense)]
+            # republic); "one's" is a placeholder, kept for _SENSE_STOP
+            words = [w if w == "one's" else without_possessive(w) for w in words_rx(sense)]
             if words and words[0] in leading:
                 del words[0]
             if not words or len(words) > _MAX_NGRAM:
@@ -1507,7 +1507,7 @@ def _sense_forms(sense: str, reading: str = "") -> list[str]:
         return []
     out = []
     for form in head.split(" or "):
-        words = [w[:-2] if w.endswith("'s") else w for w in _SENSE_WORD_RX.findall(form)]
+        words = [without_possessive(w) for w in _SENSE_WORD_RX.findall(form)]
         if len(words) == 1:
             out.append(words[0])
         elif 2 <= len(words) <= 4 and latin_key("".join(words)) != reading:
@@ -1913,8 +1913,7 @@ def _tokens(question: str) -> list[tuple[str, str]]:
             a, b = m.start(), m.end()
             if (a and _HAN_RX.match(q[a - 1])) or (b < len(q) and _HAN_RX.match(q[b])):
                 continue
-        if t.endswith("'s"):
-            t = t[:-2]
+        t = without_possessive(t)
         if not t:
             continue
         low = t.lower()

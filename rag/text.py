@@ -28,6 +28,13 @@ def cjk_count(text: str) -> int:
     return len(CJK_RE.findall(text))
 
 
+def without_possessive(word: str) -> str:
+    """An English word or name without its possessive 's ("people's" -> "people",
+    "Shanghai's" -> "Shanghai"), as the question's words, the dictionary's senses and a
+    follow-up's antecedents are all read."""
+    return word[:-2] if word.endswith("'s") else word
+
+
 def numerals_to_digits(text: str) -> str | None:
     """The text with its Chinese numerals written in digits (五千余首 -> 5000余首), by cn2an;
     None when cn2an cannot read it. One wrapper for the answer check and `rag eval`."""
