@@ -78,3 +78,17 @@ def test_a_name_left_in_chinese_is_followed_by_its_pinyin_once():
     # common words, written forms in parentheses and titles are left alone
     kept = "A subsidiary of JG顶峰控股 at En Boli (恩波利), known as 《上海》 [1]."
     assert romanise_left_names(kept) == kept
+
+
+def test_a_name_jieba_cuts_into_characters_is_kept_whole():
+    # jieba: 三/m 吴/nr 地区/n — no one-character piece is a content word, so the dropped
+    # region was never checked against the translation; 是 (a copula) ends the name
+    src = "而三吴地区是中央财库、各种支出的主要来源。"
+    phrases = untraced_phrases(src, _Trace("The central treasury and all spending had one source."))
+    assert ("三吴地区", True) in phrases
+    out = keep_written_terms("The central treasury and all spending had one main source [1].", [src],
+                             context=[BEFORE])
+    assert out == "The central treasury and all spending had one main source (三吴地区) [1]."
+    # carried by its pinyin, it is not added
+    assert keep_written_terms("The Sanwu region was the main source of the central treasury [1].", [src],
+                              context=[BEFORE]) == "The Sanwu region was the main source of the central treasury [1]."

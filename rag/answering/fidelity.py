@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from rag.text import CJK, cjk_count, is_cjk, is_person_name, posseg
 
@@ -86,6 +87,44 @@ def _names(word: str, flag: str) -> bool:
     return flag.startswith(_NAME_TAGS)
 
 
+@lru_cache(maxsize=1)
+def _frame_chars() -> frozenset[str]:
+    """The one-character words that only frame a Chinese question or sentence (是, 有, 的, 被:
+    rag/data/question_words.json, a fact of the language)."""
+    from rag.answering.gate import question_words
+
+    return frozenset(w for w in question_words()["frame"]["zh"] if len(w) == 1)
+
+
+_PIECE_TAGS = ("n", "m", "j")  # tags of one-character pieces of an unknown word
+_PIECE_NAME_TAGS = ("nr", "ns", "nt", "nz")
+
+
+def _merged_pieces(source: str) -> list[tuple[str, str]]:
+    """jieba's (word, tag) of `source`, with each run of one-character nouns and numerals
+    that holds a name piece joined into one name (tag nz): jieba cuts a name its dictionary
+    lacks into characters (三吴地区 -> 三/m 吴/nr 地区/n), and a one-character piece is no
+    content word of its own, so the name was never checked against the translation."""
+    out: list[tuple[str, str]] = []
+    run: list[tuple[str, str]] = []
+
+    def flush():
+        if len(run) >= 2 and any(f.startswith(_PIECE_NAME_TAGS) for _, f in run):
+            out.append(("".join(w for w, _ in run), "nz"))
+        else:
+            out.extend(run)
+        run.clear()
+
+    for tok in posseg().cut(source):
+        if len(tok.word) == 1 and is_cjk(tok.word) and tok.flag.startswith(_PIECE_TAGS):
+            run.append((tok.word, tok.flag))
+        else:
+            flush()
+            out.append((tok.word, tok.flag))
+    flush()
+    return out
+
+
 def untraced_phrases(source: str, trace: _Trace) -> list[tuple[str, bool]]:
     """The phrases of the Chinese `source` holding a content word `trace` does not carry,
     as written, in order, each with whether it names something (a name, place, title,
@@ -115,12 +154,12 @@ def untraced_phrases(source: str, trace: _Trace) -> list[tuple[str, bool]]:
             out.append((phrase, any(_names(w, f) for w, f in missing)))
         run.clear()
 
-    for tok in posseg().cut(source):
-        word, flag = tok.word, tok.flag
+    for word, flag in _merged_pieces(source):
         if not word.strip() or not any(is_cjk(c) or c.isalnum() for c in word):
             close()  # punctuation
-        elif flag.startswith(_FUNCTION_TAGS) or (flag.startswith(("v", "a", "b")) and flag != "vn" and len(word) > 1):
-            close()
+        elif flag.startswith(_FUNCTION_TAGS) or (flag.startswith(("v", "a", "b")) and flag != "vn" and len(word) > 1) \
+                or word in _frame_chars():
+            close()  # (a one-character frame word, 是/有/被, is a copula or particle: no name's part)
         else:
             run.append((word, flag))
     close()
